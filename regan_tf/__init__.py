@@ -1,0 +1,22 @@
+"""regan_tf: Re-GAN (CVPR 2023) in TensorFlow with Keras 2 and TFMOT.
+
+Importing the package (any submodule) selects Keras 2 for ``tf.keras`` before
+TensorFlow can load: TFMOT and TF-Probability need it. The package itself
+imports no TensorFlow, so light modules (``regan_tf.images``) stay light;
+``regan_tf.compat`` is where TensorFlow and Keras 2 are actually imported.
+"""
+import os as _os
+import sys as _sys
+
+if "tensorflow" in _sys.modules and _os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+  # Too late for tf.keras to become Keras 2 in this process; tf_keras itself
+  # (which regan_tf uses) still works, but TF-Probability may not import.
+  import warnings as _warnings
+  _warnings.warn(
+      "regan_tf was imported after TensorFlow without TF_USE_LEGACY_KERAS=1; "
+      "import regan_tf first (or export TF_USE_LEGACY_KERAS=1) so that tf.keras "
+      "is Keras 2.", RuntimeWarning, stacklevel=2)
+_os.environ["TF_USE_LEGACY_KERAS"] = "1"
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+__version__ = "0.1.0"

@@ -1,0 +1,31 @@
+"""Gin registrations: the one place where gin meets the library.
+
+Core modules import no gin. This module registers the functions a gin file
+may name, under short, stable names:
+
+    train                      regan_tf.trainer.train
+    data.digits                regan_tf.data.load_digits
+    data.image_folder          regan_tf.data.load_image_folder
+    data.tfds                  regan_tf.data.load_tfds
+    models.dcgan, models.sngan regan_tf.models.<arch>.build
+
+Entry points call :data:`train` (the gin-configured wrapper), not
+``trainer.train`` directly.
+"""
+
+from __future__ import annotations
+
+import gin
+
+from regan_tf import data
+from regan_tf import models
+from regan_tf import trainer
+
+train = gin.external_configurable(trainer.train, name="train", denylist=["workdir", "config_text"])
+
+gin.external_configurable(data.load_digits, name="digits", module="data")
+gin.external_configurable(data.load_image_folder, name="image_folder", module="data")
+gin.external_configurable(data.load_tfds, name="tfds", module="data")
+
+for _name, _builder in models.ARCHITECTURES.items():
+  gin.external_configurable(_builder, name=_name, module="models")

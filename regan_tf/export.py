@@ -1,0 +1,96 @@
+"""Exports a generator as a self-contained SavedModel for sampling.
+
+The SavedModel holds the generator's variables and one traced function; it
+does not hold the Keras model object, so ``tf.saved_model.load`` in a process
+that never imports tf_keras or TFMOT can sample from it:
+
+    sampler = tf.saved_model.load(path)
+    images = sampler.signatures["serving_default"](z=tf.random.normal([16, z_dim]))["images"]
+    # or: images = sampler.sample(z)   -> float32 [N, H, W, C] in [-1, 1]
+
+``regan_tf_export.json`` beside ``saved_model.pb`` records z_dim, image size,
+channels, the training step and, for Re-GAN, the sparsity of each pruned
+tensor. The write is atomic: the SavedModel is written to a temporary
+directory beside the target and renamed into place, so an interrupted export
+leaves either the previous export or none, never half a directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any, Dict, Optional
+
+from regan_tf.compat import keras, tf
+
+METADATA_FILE = "regan_tf_export.json"
+
+
+class _Sampler(tf.Module):
+  """z -> images, holding only the generator's variables and traced call."""
+
+  def __init__(self, generator: keras.Model, z_dim: int):
+    super().__init__(name="regan_tf_generator")
+    # A plain list of variables (not the Keras model) keeps Keras objects out
+    # of the SavedModel's object graph.
+    self.generator_variables = list(generator.variables)
+    self.z_dim = tf.constant(z_dim, tf.int32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, z_dim], tf.float32, name="z")])
+    def sample(z):
+      return tf.cast(generator(z, training=False), tf.float32)
+
+    self.sample = sample
+
+    @tf.function(input_signature=[tf.TensorSpec([None, z_dim], tf.float32, name="z")])
+    def serve(z):
+      return {"images": sample(z)}
+
+    self.serve = serve
+
+
+def export_generator(generator: keras.Model, export_dir: str, *, z_dim: int,
+                     metadata: Optional[Dict[str, Any]] = None) -> str:
+  """Writes ``generator`` as a SavedModel at ``export_dir`` (atomically).
+
+  Args:
+    generator: maps z float32 [B, z_dim] to images [B, H, W, C] in [-1, 1].
+      Pruning wrappers must already be stripped (masks applied).
+    export_dir: target directory; an existing export there is replaced.
+    z_dim: latent size (the serving signature's input width).
+    metadata: JSON-serializable facts to store beside the model.
+
+  Returns:
+    ``export_dir``.
+  """
+  export_dir = os.path.abspath(export_dir)
+  parent = os.path.dirname(export_dir)
+  os.makedirs(parent, exist_ok=True)
+  tmp = f"{export_dir}.tmp-{os.getpid()}"
+  old = f"{export_dir}.old-{os.getpid()}"
+  shutil.rmtree(tmp, ignore_errors=True)
+  try:
+    sampler = _Sampler(generator, z_dim)
+    tf.saved_model.save(sampler, tmp, signatures={"serving_default": sampler.serve})
+    meta = dict(metadata or {})
+    meta.setdefault("z_dim", z_dim)
+    meta["signature"] = {"inputs": {"z": [None, z_dim]}, "outputs": {"images": "float32 [-1, 1]"}}
+    with open(os.path.join(tmp, METADATA_FILE), "w") as f:
+      json.dump(meta, f, indent=2, sort_keys=True)
+    if os.path.exists(export_dir):
+      os.replace(export_dir, old)
+    os.replace(tmp, export_dir)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+  return export_dir
+
+
+def read_metadata(export_dir: str) -> Dict[str, Any]:
+  """Returns the metadata stored with an export (empty if there is none)."""
+  path = os.path.join(export_dir, METADATA_FILE)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)

@@ -1,0 +1,565 @@
+"""The GAN training loop: n_critic discriminator steps per generator step.
+
+One readable function, :func:`train`, in banner-commented sections: set-up,
+data, models, restore, compiled step, loop, export. Everything it needs comes
+in as typed keyword arguments; gin (in ``regan_tf.configurables``) only wires
+them, and nothing here reads flags.
+
+Counting: ``step`` counts generator updates. Each step (one "iteration") runs
+``n_critic`` discriminator updates, each on a fresh real batch, then one
+generator update, all inside one compiled function per replica. Randomness is
+stateless, derived from ``(seed, step, replica)``, and the data order is a
+function of ``(seed, batch position)``, so a run stopped at any checkpoint and
+restarted with the same command continues exactly where it left off, without
+storing RNG or shuffle-buffer state.
+
+Re-GAN (``regan_tf.pruning``) plugs in through a controller with three hooks
+(see ``PruningController``): the host calls ``before_g_step`` before each
+step; inside the compiled step the generator's gradients go through
+``mask_gradients`` and ``apply_masks`` runs after the optimizer update.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
+
+from absl import logging
+import numpy as np
+
+from regan_tf import data as data_lib
+from regan_tf import export as export_lib
+from regan_tf import images as images_lib
+from regan_tf import losses as losses_lib
+from regan_tf import models as models_lib
+from regan_tf.compat import keras, tf
+
+ConfigText = Union[str, Callable[[], str], None]
+
+
+class PruningController(Protocol):
+  """What the trainer needs from a generator-pruning scheme (Re-GAN)."""
+
+  def before_g_step(self, step: int, optimizer: Any) -> Sequence[Any]:
+    """Host side, before generator step ``step``: phase changes, masks, lr."""
+
+  def mask_gradients(self, grads: List[tf.Tensor], variables: List[tf.Variable]) -> List[tf.Tensor]:
+    """Inside the replica step: zero the gradients of masked entries."""
+
+  def apply_masks(self) -> None:
+    """Inside the replica step, after the optimizer: re-zero masked entries."""
+
+  def checkpoint_items(self) -> Dict[str, Any]:
+    """Trackables to save with the run's checkpoint."""
+
+  def summary_scalars(self) -> Dict[str, float]:
+    """Scalars for TensorBoard (phase, lr factor, sparsity)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+  """What a finished (or already finished) run returns."""
+  step: int
+  workdir: str
+  export_dir: Optional[str]
+  metrics: Dict[str, float]
+
+
+# ----------------------------------------------------------------------------
+# Devices
+# ----------------------------------------------------------------------------
+
+
+def configure_cpu_devices(count: int) -> None:
+  """Splits the CPU into ``count`` logical devices (to test multi-replica code).
+
+  Must run before TensorFlow initializes its runtime (before any op runs).
+  """
+  if count <= 1:
+    return
+  cpus = tf.config.list_physical_devices("CPU")
+  try:
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
+  except RuntimeError as e:
+    existing = len(tf.config.list_logical_devices("CPU"))
+    if existing != count:
+      raise RuntimeError(
+          f"cpu_devices={count} cannot be applied: TensorFlow already initialized "
+          f"{existing} CPU device(s) in this process. Set it in a fresh process, before "
+          "any TensorFlow op runs.") from e
+
+
+def make_strategy(kind: str = "auto") -> tf.distribute.Strategy:
+  """Returns the distribution strategy for ``kind``.
+
+  Args:
+    kind: ``auto``: MirroredStrategy over all visible GPUs if there is one,
+      else the default (single-device) strategy. ``mirrored``: MirroredStrategy
+      over all GPUs, or over all logical CPU devices when there is no GPU.
+      ``one_device``: the first GPU, else the CPU. ``default``: no strategy.
+  """
+  gpus = tf.config.list_logical_devices("GPU")
+  if kind == "auto":
+    kind = "mirrored" if gpus else "default"
+  if kind == "mirrored":
+    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+    if len(devices) == 1:
+      return tf.distribute.OneDeviceStrategy(devices[0])
+    cross_device_ops = None if gpus else tf.distribute.ReductionToOneDevice()
+    return tf.distribute.MirroredStrategy(devices, cross_device_ops=cross_device_ops)
+  if kind == "one_device":
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+  if kind == "default":
+    return tf.distribute.get_strategy()
+  raise ValueError(f"strategy must be one of 'auto', 'mirrored', 'one_device', 'default'; got {kind!r}.")
+
+
+def _on_gpu(strategy: tf.distribute.Strategy) -> bool:
+  devices = getattr(strategy.extended, "worker_devices", ()) or ()
+  return any("GPU" in d.upper() for d in devices) or (
+      not devices and bool(tf.config.list_logical_devices("GPU")))
+
+
+def resolve_jit_compile(jit_compile: Union[bool, str], strategy: tf.distribute.Strategy) -> bool:
+  """Decides whether the step functions are XLA-compiled.
+
+  ``auto`` means on for GPUs and off on CPU (XLA's CPU backend is ~35% slower
+  than TensorFlow's oneDNN kernels for these models). XLA with
+  MirroredStrategy over several CPU devices fails in TensorFlow ("resource on a
+  different device"), so that combination falls back to no XLA with a warning.
+  """
+  if jit_compile not in (True, False, "auto"):
+    raise ValueError(f"jit_compile must be True, False or 'auto'; got {jit_compile!r}.")
+  on_gpu = _on_gpu(strategy)
+  if jit_compile == "auto":
+    return on_gpu
+  if jit_compile and strategy.num_replicas_in_sync > 1 and not on_gpu:
+    logging.warning(
+        "jit_compile=True is not supported by TensorFlow with MirroredStrategy over %d CPU "
+        "devices; running the steps without XLA.", strategy.num_replicas_in_sync)
+    return False
+  return bool(jit_compile)
+
+
+# ----------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------
+
+
+def _config_text(config_text: ConfigText) -> str:
+  if callable(config_text):
+    return config_text()
+  return config_text or ""
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def _format_duration(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def _make_optimizer(lr: float, beta1: float, beta2: float, mixed: bool, name: str):
+  opt = keras.optimizers.Adam(learning_rate=lr, beta_1=beta1, beta_2=beta2, name=name)
+  if mixed:
+    opt = keras.mixed_precision.LossScaleOptimizer(opt)
+  return opt
+
+
+def _validate(*, batch_size: int, n_critic: int, train_steps: int, replicas: int, **positive: float) -> None:
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+  if batch_size % replicas:
+    raise ValueError(
+        f"batch_size ({batch_size}) must be divisible by the number of replicas ({replicas}); "
+        f"use e.g. batch_size={replicas * max(1, round(batch_size / replicas))}.")
+  if n_critic < 1:
+    raise ValueError(f"n_critic (discriminator steps per generator step) must be >= 1, got {n_critic}.")
+  if train_steps < 0:
+    raise ValueError(f"train_steps must be >= 0, got {train_steps}.")
+  for name, value in positive.items():
+    if not value > 0:
+      raise ValueError(f"{name} must be > 0, got {value}.")
+
+
+# ----------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------
+
+
+def train(
+    *,
+    workdir: str,
+    dataset: Callable[[], data_lib.ImageData] = data_lib.load_digits,
+    model: Callable[..., models_lib.GAN] = models_lib.dcgan.build,
+    z_dim: int = 128,
+    loss: str = "hinge",
+    gp_weight: float = 0.0,
+    batch_size: int = 64,
+    n_critic: int = 5,
+    train_steps: int = 1000,
+    g_lr: float = 2e-4,
+    d_lr: float = 2e-4,
+    beta1: float = 0.0,
+    beta2: float = 0.9,
+    data_fraction: float = 1.0,
+    subset_rule: str = "first",
+    random_flip: bool = False,
+    seed: int = 0,
+    strategy: str = "auto",
+    cpu_devices: int = 0,
+    jit_compile: Union[bool, str] = "auto",
+    mixed_precision: bool = False,
+    checkpoint_every: int = 500,
+    keep_checkpoints: int = 3,
+    log_every: int = 50,
+    image_every: int = 500,
+    num_grid_images: int = 64,
+    export: bool = True,
+    pruning: Optional[Callable[..., PruningController]] = None,
+    config_text: ConfigText = None,
+) -> TrainResult:
+  """Trains a GAN in ``workdir``, resuming from its latest checkpoint if any.
+
+  Args:
+    workdir: run directory: checkpoints/, TensorBoard events, samples/,
+      operative_config.gin, export/ (the generator SavedModel).
+    dataset: called with no arguments; returns the training images
+      (``regan_tf.data.ImageData``). Image size and channels come from it.
+    model: called as ``model(image_size=, channels=, z_dim=)``; returns a
+      ``regan_tf.models.GAN``.
+    z_dim: latent size.
+    loss: ``hinge``, ``non_saturating`` or ``wasserstein`` (regan_tf.losses).
+    gp_weight: weight of the WGAN-GP gradient penalty (0 disables it).
+    batch_size: global batch size, split evenly over replicas.
+    n_critic: discriminator steps per generator step.
+    train_steps: generator steps to train for.
+    g_lr, d_lr, beta1, beta2: Adam settings (the generator's base lr).
+    data_fraction, subset_rule: train on this fraction of the dataset, chosen
+      by ``first`` / ``random`` / ``stratified`` (regan_tf.data.select_subset).
+    random_flip: random horizontal flips of real images.
+    seed: seeds the data order, latents and initialization.
+    strategy: see :func:`make_strategy`.
+    cpu_devices: split the CPU into this many logical devices first (for
+      multi-replica runs on a CPU machine); 0 leaves it alone.
+    jit_compile: XLA for the step function: True, False or ``auto``.
+    mixed_precision: ``mixed_float16`` compute with float32 variables and
+      outputs, with loss scaling (for GPUs).
+    checkpoint_every, keep_checkpoints: checkpoint cadence and retention.
+    log_every: steps between log lines and TensorBoard scalars.
+    image_every: steps between sample grids (TensorBoard and samples/).
+    num_grid_images: images in the fixed-latent sample grid.
+    export: write the generator SavedModel to ``workdir/export`` at the end.
+    pruning: called as ``pruning(generator=, strategy=, steps_per_epoch=)``;
+      returns the controller (and wraps the generator) for Re-GAN; None trains
+      the dense baseline.
+    config_text: the operative configuration (or a callable returning it),
+      written to ``operative_config.gin`` and TensorBoard.
+
+  Returns:
+    A :class:`TrainResult`.
+  """
+  # --------------------------------------------------------------- set-up ---
+  configure_cpu_devices(cpu_devices)
+  dist = make_strategy(strategy)
+  replicas = dist.num_replicas_in_sync
+  _validate(batch_size=batch_size, n_critic=n_critic, train_steps=train_steps, replicas=replicas,
+            g_lr=g_lr, d_lr=d_lr, checkpoint_every=checkpoint_every, log_every=log_every,
+            image_every=image_every, keep_checkpoints=keep_checkpoints)
+  g_loss_fn, d_loss_fn = losses_lib.get(loss)
+  use_jit = resolve_jit_compile(jit_compile, dist)
+  if mixed_precision and not _on_gpu(dist):
+    logging.warning("mixed_precision on CPU is slow (float16 is emulated); it is meant for GPUs.")
+  logging.info("Strategy %s with %d replica(s); XLA %s; mixed precision %s.",
+               type(dist).__name__, replicas, "on" if use_jit else "off",
+               "on" if mixed_precision else "off")
+
+  # ----------------------------------------------------------------- data ---
+  images = dataset()
+  images = data_lib.select_subset(images, fraction=data_fraction, rule=subset_rule, seed=seed)
+  logging.info("Data %s: %d images of %dx%dx%d.", images.name, images.num_examples,
+               images.image_size, images.image_size, images.channels)
+
+  previous_policy = keras.mixed_precision.global_policy()
+  if mixed_precision:
+    keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    # ------------------------------------------------------------- models ---
+    with dist.scope():
+      keras.utils.set_random_seed(seed)
+      gan = model(image_size=images.image_size, channels=images.channels, z_dim=z_dim)
+      generator, discriminator = gan.generator, gan.discriminator
+      controller = None
+      if pruning is not None:
+        steps_per_epoch = max(1, images.num_examples // (batch_size * n_critic))
+        controller = pruning(generator=generator, strategy=dist, steps_per_epoch=steps_per_epoch)
+        generator = controller.generator
+      g_opt = _make_optimizer(g_lr, beta1, beta2, mixed_precision, "g_adam")
+      d_opt = _make_optimizer(d_lr, beta1, beta2, mixed_precision, "d_adam")
+      # Slots exist before a restore, so a checkpoint restores them directly.
+      _inner(g_opt).build(generator.trainable_variables)
+      _inner(d_opt).build(discriminator.trainable_variables)
+    logging.info("Generator %s: %s trainable weights; discriminator %s: %s.", generator.name,
+                 f"{_count(generator):,}", discriminator.name, f"{_count(discriminator):,}")
+
+    # ------------------------------------------------------------ restore ---
+    # The run directory appears only once data and models are known to load,
+    # so a bad configuration leaves nothing behind.
+    os.makedirs(workdir, exist_ok=True)
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    trackables = dict(step=step_var, generator=generator, discriminator=discriminator,
+                      g_optimizer=g_opt, d_optimizer=d_opt)
+    if controller is not None:
+      trackables.update(controller.checkpoint_items())
+    ckpt = tf.train.Checkpoint(**trackables)
+    manager = tf.train.CheckpointManager(ckpt, os.path.join(workdir, "checkpoints"),
+                                         max_to_keep=keep_checkpoints)
+    if manager.latest_checkpoint:
+      try:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+      except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise RuntimeError(
+            f"The checkpoint {manager.latest_checkpoint} does not match this configuration "
+            f"(model, optimizer or pruning changed?): {e}\nResume with the configuration that "
+            f"wrote it, or start a new run with another --workdir.") from e
+      logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, int(step_var.numpy()))
+    start_step = int(step_var.numpy())
+
+    writer = tf.summary.create_file_writer(workdir)
+    text = _config_text(config_text)
+    if text:
+      _write_text_atomic(os.path.join(workdir, "operative_config.gin"), text)
+      with writer.as_default(step=start_step):
+        tf.summary.text("config/operative_gin", "    " + text.replace("\n", "\n    "))
+
+    # ------------------------------------------------------- compiled step ---
+    pipeline = data_lib.make_pipeline(images, global_batch_size=batch_size, seed=seed,
+                                      start_batch=start_step * n_critic, random_flip=random_flip)
+    iterator = iter(dist.experimental_distribute_dataset(pipeline))
+    iteration = _build_iteration(
+        dist=dist, generator=generator, discriminator=discriminator, g_opt=g_opt, d_opt=d_opt,
+        g_loss_fn=g_loss_fn, d_loss_fn=d_loss_fn, gp_weight=gp_weight, z_dim=z_dim,
+        local_batch=batch_size // replicas, n_critic=n_critic, seed=seed, jit=use_jit,
+        controller=controller)
+    grid_z = tf.random.stateless_normal([num_grid_images, z_dim], seed=[seed, 7919])
+
+    # --------------------------------------------------------------- loop ---
+    step = start_step
+    metrics: Dict[str, float] = {}
+    if step >= train_steps:
+      logging.info("Run already complete (step %d of %d).", step, train_steps)
+    last_time, last_step, loop_start = time.time(), step, time.time()
+    try:
+      while step < train_steps:
+        if controller is not None:
+          for event in controller.before_g_step(step, g_opt):
+            logging.info("%s", event)
+        step_metrics = iteration(iterator, tf.constant(step, tf.int64))
+        if step == start_step and use_jit and iteration.fell_back:
+          use_jit = False
+        step += 1
+        if step % log_every == 0 or step == train_steps:
+          metrics = {k: float(v) for k, v in step_metrics.items()}
+          bad = [k for k, v in metrics.items() if not np.isfinite(v)]
+          if bad:
+            raise FloatingPointError(
+                f"Non-finite {', '.join(bad)} at step {step} ({metrics}); the last good "
+                f"checkpoint is {manager.latest_checkpoint}. Lower the learning rates or check the data.")
+          now = time.time()
+          rate = (step - last_step) / max(now - last_time, 1e-9)
+          last_time, last_step = now, step
+          metrics["steps_per_sec"] = rate
+          metrics["images_per_sec"] = rate * batch_size * (n_critic + 1)
+          metrics["g_lr"] = float(_lr(g_opt))
+          metrics["d_lr"] = float(_lr(d_opt))
+          if controller is not None:
+            metrics.update(controller.summary_scalars())
+          with writer.as_default(step=step):
+            for k, v in metrics.items():
+              tf.summary.scalar(_summary_name(k), v)
+          logging.info(
+              "step %d/%d (%.1f%%) | %.2f it/s | d_loss %.4f g_loss %.4f | D(real) %.3f D(fake) %.3f | ETA %s",
+              step, train_steps, 100.0 * step / max(train_steps, 1), rate, metrics["d_loss"],
+              metrics["g_loss"], metrics["d_real"], metrics["d_fake"],
+              _format_duration((train_steps - step) / max(rate, 1e-9)))
+        if step % image_every == 0 or step == train_steps:
+          _write_grid(writer, workdir, generator, grid_z, step)
+        if step % checkpoint_every == 0 or step == train_steps:
+          step_var.assign(step)
+          manager.save(checkpoint_number=step)
+    except KeyboardInterrupt:
+      step_var.assign(step)
+      path = manager.save(checkpoint_number=step)
+      logging.warning("Interrupted at step %d; saved %s. Rerun the same command to resume.", step, path)
+      raise
+    finally:
+      writer.flush()
+    if step > start_step:
+      logging.info("Trained steps %d..%d in %s.", start_step, step, _format_duration(time.time() - loop_start))
+
+    # ------------------------------------------------------------- export ---
+    export_dir = None
+    if export:
+      export_dir = os.path.join(workdir, "export")
+      exported = controller.strip_for_export() if controller is not None else generator
+      metadata = dict(step=step, z_dim=z_dim, image_size=images.image_size,
+                      channels=images.channels, dataset=images.name, loss=loss,
+                      method="regan" if controller is not None else "dense")
+      if controller is not None:
+        metadata["sparsity"] = controller.export_sparsity(exported)
+      export_lib.export_generator(exported, export_dir, z_dim=z_dim, metadata=metadata)
+      logging.info("Exported the generator to %s.", export_dir)
+    return TrainResult(step=step, workdir=workdir, export_dir=export_dir, metrics=metrics)
+  finally:
+    keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _inner(optimizer):
+  return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def _count(model: keras.Model) -> int:
+  return int(sum(np.prod(v.shape) for v in model.trainable_weights))
+
+
+def _lr(optimizer) -> float:
+  lr = optimizer.learning_rate
+  return float(lr.numpy() if hasattr(lr, "numpy") else lr)
+
+
+def _summary_name(key: str) -> str:
+  if key in ("d_loss", "g_loss", "gp"):
+    return f"loss/{key}"
+  if key in ("d_real", "d_fake"):
+    return f"discriminator/{key}"
+  if key in ("steps_per_sec", "images_per_sec"):
+    return f"speed/{key}"
+  if key in ("g_lr", "d_lr"):
+    return f"learning_rate/{key}"
+  return key
+
+
+def _write_grid(writer, workdir: str, generator: keras.Model, z: tf.Tensor, step: int) -> None:
+  samples = generator(z, training=False).numpy()
+  grid = images_lib.make_grid(samples)
+  images_lib.write_png(os.path.join(workdir, "samples", f"step_{step:08d}.png"), grid)
+  with writer.as_default(step=step):
+    tf.summary.image("samples/fixed_z", grid[None], max_outputs=1)
+
+
+# ----------------------------------------------------------------------------
+# The compiled training iteration
+# ----------------------------------------------------------------------------
+
+
+class _Iteration:
+  """Runs one training iteration (n_critic D steps + 1 G step) on all replicas.
+
+  The per-replica function is XLA-compiled when ``jit`` is set; the outer
+  function (which pulls batches from the distributed iterator, something XLA
+  cannot compile) is a plain ``tf.function``. If XLA fails to compile on the
+  first call, the iteration says so and falls back to the plain function:
+  nothing has run at that point, so no state is half-updated.
+  """
+
+  def __init__(self, dist, replica_fn: Callable, n_critic: int, jit: bool):
+    self._dist = dist
+    self._replica_fn = replica_fn
+    self._n_critic = n_critic
+    self.fell_back = False
+    self._fn = self._make(jit)
+    self._first = True
+
+  def _make(self, jit: bool):
+    inner = tf.function(self._replica_fn, jit_compile=jit)
+    dist, n_critic = self._dist, self._n_critic
+
+    @tf.function
+    def run(iterator, step):
+      reals = tuple(next(iterator) for _ in range(n_critic))
+      per_replica = dist.run(inner, args=(reals, step))
+      return {k: dist.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
+
+    return run
+
+  def __call__(self, iterator, step):
+    if not self._first:
+      return self._fn(iterator, step)
+    self._first = False
+    try:
+      return self._fn(iterator, step)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as e:
+      if "XLA" not in str(e) and "jit" not in str(e).lower() and "compil" not in str(e).lower():
+        raise
+      logging.warning("XLA could not compile the training step (%s); continuing without XLA.",
+                      str(e).splitlines()[0][:300])
+      self.fell_back = True
+      self._fn = self._make(False)
+      return self._fn(iterator, step)
+
+
+def _build_iteration(*, dist, generator, discriminator, g_opt, d_opt, g_loss_fn, d_loss_fn,
+                     gp_weight: float, z_dim: int, local_batch: int, n_critic: int, seed: int,
+                     jit: bool, controller: Optional[PruningController]) -> _Iteration:
+  """Builds the per-replica training iteration and wraps it for the strategy."""
+  replicas = dist.num_replicas_in_sync
+  mixed = isinstance(g_opt, keras.mixed_precision.LossScaleOptimizer)
+
+  def latents(step, k):
+    replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
+    stream = step * (n_critic + 1) + k
+    return tf.random.stateless_normal(
+        [local_batch, z_dim], seed=tf.stack([tf.constant(seed, tf.int64) * 1000003 + replica, stream]))
+
+  def gradients(tape, loss, variables, opt):
+    # Losses are batch means on this replica; the optimizer sums gradients
+    # over replicas, so each replica contributes 1/replicas of its mean.
+    loss = loss / replicas
+    if mixed:
+      return opt.get_unscaled_gradients(tape.gradient(opt.get_scaled_loss(loss), variables))
+    return tape.gradient(loss, variables)
+
+  def d_step(real, z):
+    fake = generator(z, training=True)
+    with tf.GradientTape() as tape:
+      real_logits = tf.cast(discriminator(real, training=True), tf.float32)
+      fake_logits = tf.cast(discriminator(fake, training=True), tf.float32)
+      loss = d_loss_fn(real_logits, fake_logits)
+      if gp_weight:
+        loss += gp_weight * losses_lib.gradient_penalty(discriminator, real, fake)
+    variables = discriminator.trainable_variables
+    d_opt.apply_gradients(zip(gradients(tape, loss, variables, d_opt), variables))
+    return loss, tf.reduce_mean(real_logits), tf.reduce_mean(fake_logits)
+
+  def g_step(z):
+    with tf.GradientTape() as tape:
+      fake = generator(z, training=True)
+      fake_logits = tf.cast(discriminator(fake, training=True), tf.float32)
+      loss = g_loss_fn(fake_logits)
+    variables = generator.trainable_variables
+    grads = gradients(tape, loss, variables, g_opt)
+    if controller is not None:
+      grads = controller.mask_gradients(grads, variables)
+    g_opt.apply_gradients(zip(grads, variables))
+    if controller is not None:
+      controller.apply_masks()
+    return loss
+
+  def replica_fn(reals, step):
+    d_loss = d_real = d_fake = 0.0
+    for k, real in enumerate(reals):
+      d_loss, d_real, d_fake = d_step(real, latents(step, k))
+    g_loss = g_step(latents(step, n_critic))
+    return dict(d_loss=d_loss, g_loss=g_loss, d_real=d_real, d_fake=d_fake)
+
+  return _Iteration(dist, replica_fn, n_critic, jit)
