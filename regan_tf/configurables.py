@@ -27,5 +27,5 @@ gin.external_configurable(data.load_digits, name="digits", module="data")
 gin.external_configurable(data.load_image_folder, name="image_folder", module="data")
 gin.external_configurable(data.load_tfds, name="tfds", module="data")
 
-for _name, _builder in models.ARCHITECTURES.items():
-  gin.external_configurable(_builder, name=_name, module="models")
+gin.external_configurable(models.dcgan.build, name="dcgan", module="models")
+gin.external_configurable(models.sngan.build, name="sngan", module="models")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 import traceback
 from typing import List, Sequence
@@ -52,29 +53,36 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
 
 
 def _suggestion(message: str) -> str:
-  """Names close matches for a misspelled configurable or parameter."""
-  known = sorted({name for name, _ in _registered()})
-  words = [w.strip("'\".,:") for w in message.replace("'", " ' ").split()]
-  hints: List[str] = []
-  for word in words:
-    if "." in word or word.isidentifier():
-      close = difflib.get_close_matches(word, known, n=3)
-      if close and word not in known:
-        hints.append(f"did you mean {', '.join(close)} (instead of {word!r})?")
-  params = {p for _, f in _registered() for p in _parameters(f)}
-  for word in words:
-    if word.isidentifier() and word not in params:
-      close = difflib.get_close_matches(word, sorted(params), n=3, cutoff=0.8)
-      if close:
-        hints.append(f"did you mean parameter {', '.join(close)} (instead of {word!r})?")
-  listing = "Configurables: " + ", ".join(known)
-  return "\n".join(hints[:3] + [listing])
+  """Names the closest valid configurable or parameter for gin's two typo errors."""
+  registered = dict(_registered())
+  lines = []
+  unknown = re.search(r"No configurable matching '([^']+)'", message)
+  if unknown:
+    close = difflib.get_close_matches(unknown.group(1), sorted(registered), n=3)
+    if close:
+      lines.append(f"did you mean {' or '.join(close)}?")
+  bad_param = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'", message)
+  if bad_param:
+    name, param = bad_param.groups()
+    valid = _parameters(registered[name]) if name in registered else []
+    close = difflib.get_close_matches(param, valid, n=3)
+    if close:
+      lines.append(f"did you mean {' or '.join(f'{name}.{c}' for c in close)}?")
+    if valid:
+      lines.append(f"Parameters of {name}: {', '.join(valid)}")
+  lines.append("Configurables: " + ", ".join(sorted(registered)))
+  return "\n".join(lines)
 
 
 def _registered():
+  """Yields (name a gin file uses, function) for regan_tf's configurables."""
   # pylint: disable=protected-access
-  for selector, configurable in gin.config._REGISTRY.items():
-    yield selector, configurable.wrapped
+  for _, configurable in gin.config._REGISTRY.items():
+    if configurable.module == "gin":
+      continue
+    short = configurable.module in ("", getattr(configurable.wrapped, "__module__", None))
+    yield (configurable.name if short else f"{configurable.module}.{configurable.name}",
+           configurable.wrapped)
 
 
 def _parameters(fn) -> List[str]:

@@ -118,7 +118,10 @@ def make_strategy(kind: str = "auto") -> tf.distribute.Strategy:
 
 
 def _on_gpu(strategy: tf.distribute.Strategy) -> bool:
-  devices = getattr(strategy.extended, "worker_devices", ()) or ()
+  try:
+    devices = strategy.extended.worker_devices
+  except RuntimeError:  # the default strategy has no device list
+    devices = ()
   return any("GPU" in d.upper() for d in devices) or (
       not devices and bool(tf.config.list_logical_devices("GPU")))
 
@@ -521,13 +524,16 @@ def _build_iteration(*, dist, generator, discriminator, g_opt, d_opt, g_loss_fn,
     return tf.random.stateless_normal(
         [local_batch, z_dim], seed=tf.stack([tf.constant(seed, tf.int64) * 1000003 + replica, stream]))
 
-  def gradients(tape, loss, variables, opt):
-    # Losses are batch means on this replica; the optimizer sums gradients
-    # over replicas, so each replica contributes 1/replicas of its mean.
+  def scaled(loss, opt):
+    # Computed inside the tape. Losses are batch means on this replica and the
+    # optimizer sums gradients over replicas, so each replica contributes
+    # 1/replicas of its mean; under mixed precision the loss is also scaled.
     loss = loss / replicas
-    if mixed:
-      return opt.get_unscaled_gradients(tape.gradient(opt.get_scaled_loss(loss), variables))
-    return tape.gradient(loss, variables)
+    return opt.get_scaled_loss(loss) if mixed else loss
+
+  def gradients(tape, scaled_loss, variables, opt):
+    grads = tape.gradient(scaled_loss, variables)
+    return opt.get_unscaled_gradients(grads) if mixed else grads
 
   def d_step(real, z):
     fake = generator(z, training=True)
@@ -537,8 +543,9 @@ def _build_iteration(*, dist, generator, discriminator, g_opt, d_opt, g_loss_fn,
       loss = d_loss_fn(real_logits, fake_logits)
       if gp_weight:
         loss += gp_weight * losses_lib.gradient_penalty(discriminator, real, fake)
+      scaled_loss = scaled(loss, d_opt)
     variables = discriminator.trainable_variables
-    d_opt.apply_gradients(zip(gradients(tape, loss, variables, d_opt), variables))
+    d_opt.apply_gradients(zip(gradients(tape, scaled_loss, variables, d_opt), variables))
     return loss, tf.reduce_mean(real_logits), tf.reduce_mean(fake_logits)
 
   def g_step(z):
@@ -546,8 +553,9 @@ def _build_iteration(*, dist, generator, discriminator, g_opt, d_opt, g_loss_fn,
       fake = generator(z, training=True)
       fake_logits = tf.cast(discriminator(fake, training=True), tf.float32)
       loss = g_loss_fn(fake_logits)
+      scaled_loss = scaled(loss, g_opt)
     variables = generator.trainable_variables
-    grads = gradients(tape, loss, variables, g_opt)
+    grads = gradients(tape, scaled_loss, variables, g_opt)
     if controller is not None:
       grads = controller.mask_gradients(grads, variables)
     g_opt.apply_gradients(zip(grads, variables))

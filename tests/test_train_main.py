@@ -1,0 +1,132 @@
+"""The command line: bad input fails fast and writes nothing; kill -9 resumes; the export samples anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, run_python
+
+MAIN_GIN = os.path.join(REPO, "gin", "regan_digits.gin")
+# The main job shrunk to seconds: 16x16 digits, narrow models.
+TINY = [
+    "data.digits.image_size = 16",
+    "models.dcgan.g_base_channels = 8",
+    "models.dcgan.d_base_channels = 8",
+    "train.batch_size = 16",
+    "train.z_dim = 16",
+]
+
+
+def _args(workdir, *bindings, gin_file=MAIN_GIN):
+  args = ["-m", "regan_tf.train", f"--gin_file={gin_file}", f"--workdir={workdir}"]
+  return args + [f"--gin_bindings={b}" for b in (*TINY, *bindings)]
+
+
+@pytest.mark.parametrize("binding, expected", [
+    ("train.bach_size = 8", "bach_size"),
+    ("trian.batch_size = 8", "trian"),
+    ("models.dcgan.g_base_channel = 8", "g_base_channel"),
+])
+def test_gin_typo_fails_fast_and_writes_nothing(tmp_path, binding, expected):
+  workdir = tmp_path / "run"
+  start = time.time()
+  proc = run_python(_args(workdir, binding), timeout=120)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "invalid gin configuration" in proc.stderr
+  assert expected in proc.stderr
+  assert "did you mean" in proc.stderr
+  assert not workdir.exists()
+  assert time.time() - start < 60
+
+
+def test_bad_value_is_named(tmp_path):
+  proc = run_python(_args(tmp_path / "run", "train.loss = 'hing'"), timeout=120)
+  assert proc.returncode == 1
+  assert "hing" in proc.stderr and "hinge" in proc.stderr
+  assert not (tmp_path / "run").exists()
+
+
+def test_missing_image_folder_fails_fast_and_writes_nothing(tmp_path):
+  missing = tmp_path / "no_such_folder"
+  proc = run_python(_args(tmp_path / "run", "train.dataset = @data.image_folder",
+                          f"data.image_folder.path = '{missing}'"), timeout=120)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert str(missing) in proc.stderr
+  assert not (tmp_path / "run").exists()
+
+
+def test_missing_gin_file(tmp_path):
+  proc = run_python(_args(tmp_path / "run", gin_file=str(tmp_path / "nope.gin")), timeout=120)
+  assert proc.returncode == 2
+  assert "nope.gin" in proc.stderr and "does not exist" in proc.stderr
+
+
+def _latest_checkpoint_step(workdir) -> int:
+  state = os.path.join(workdir, "checkpoints", "checkpoint")
+  if not os.path.exists(state):
+    return 0
+  match = re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', open(state).read(), re.M)
+  return int(match.group(1)) if match else 0
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_then_export_samples_in_fresh_process(tmp_path):
+  workdir = tmp_path / "run"
+  bindings = ["train.train_steps = 100000", "train.checkpoint_every = 5", "train.log_every = 5",
+              "train.image_every = 1000"]
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+  proc = subprocess.Popen([sys.executable, *_args(workdir, *bindings)], cwd=REPO, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 180
+    while _latest_checkpoint_step(workdir) < 10 and time.time() < deadline and proc.poll() is None:
+      time.sleep(0.5)
+    assert _latest_checkpoint_step(workdir) >= 10, "no checkpoint appeared"
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  killed_at = _latest_checkpoint_step(workdir)
+
+  # The same command (but a finite length) continues from the checkpoint, not from 0.
+  final = killed_at + 5
+  done = run_python(_args(workdir, *bindings[1:], f"train.train_steps = {final}"), timeout=240)
+  assert done.returncode == 0, done.stderr[-3000:]
+  match = re.search(r"Resumed from \S+ at step (\d+)", done.stderr)
+  assert match and int(match.group(1)) >= killed_at, done.stderr[-3000:]
+  assert _latest_checkpoint_step(workdir) == final
+
+  export = workdir / "export"
+  meta = json.load(open(export / "regan_tf_export.json"))
+  assert meta["step"] == final and meta["z_dim"] == 16 and meta["image_size"] == 16
+
+  # A fresh process that never imports tf_keras or TFMOT samples from the export.
+  code = f"""
+import sys, numpy as np, tensorflow as tf
+m = tf.saved_model.load({str(export)!r})
+images = m.signatures['serving_default'](z=tf.random.normal([5, 16]))['images'].numpy()
+again = m.sample(tf.zeros([2, 16])).numpy()
+assert images.shape == (5, 16, 16, 1), images.shape
+assert images.min() >= -1 and images.max() <= 1
+assert again.shape == (2, 16, 16, 1)
+bad = [name for name in ('tf_keras', 'tensorflow_model_optimization', 'regan_tf') if name in sys.modules]
+print('LOADED_WITHOUT', bad)
+"""
+  fresh = run_python(["-c", code], timeout=120, env={"TF_USE_LEGACY_KERAS": "0"})
+  assert fresh.returncode == 0, fresh.stderr[-3000:]
+  assert "LOADED_WITHOUT []" in fresh.stdout
+
+  grid = tmp_path / "grid.png"
+  sample = run_python([os.path.join(REPO, "tools", "sample.py"), f"--export_dir={export}",
+                       f"--out={grid}", "--num=9", f"--singles_dir={tmp_path / 'singles'}"], timeout=120)
+  assert sample.returncode == 0, sample.stderr[-3000:]
+  from PIL import Image
+  assert Image.open(grid).size == (3 * 18 + 2, 3 * 18 + 2)
+  assert len(os.listdir(tmp_path / "singles")) == 9

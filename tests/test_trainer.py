@@ -1,0 +1,130 @@
+"""The trainer end to end on tiny settings: resume, determinism, export, devices."""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+
+import numpy as np
+import pytest
+
+from regan_tf import data
+from regan_tf import models
+from regan_tf import trainer
+from regan_tf.compat import tf
+
+from conftest import run_python
+
+TINY_DATA = functools.partial(data.load_digits, image_size=16, channels=1)
+TINY_MODEL = functools.partial(models.dcgan.build, g_base_channels=16, d_base_channels=16)
+
+
+def _train(workdir, **kwargs):
+  settings = dict(workdir=str(workdir), dataset=TINY_DATA, model=TINY_MODEL, z_dim=16, batch_size=8,
+                  n_critic=2, train_steps=4, checkpoint_every=2, log_every=1, image_every=2, seed=3,
+                  num_grid_images=4, export=False)
+  settings.update(kwargs)
+  return trainer.train(**settings)
+
+
+def _generator_weights(workdir):
+  """The generator variables of the latest checkpoint in ``workdir``, by name."""
+  reader = tf.train.load_checkpoint(os.path.join(str(workdir), "checkpoints"))
+  names = [n for n in reader.get_variable_to_shape_map() if n.startswith("generator/")
+           and "OPTIMIZER_SLOT" not in n and n.endswith(".ATTRIBUTES/VARIABLE_VALUE")]
+  assert names
+  return {n: reader.get_tensor(n) for n in names}
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+  straight = _train(tmp_path / "straight", train_steps=4)
+  assert straight.step == 4
+
+  first = _train(tmp_path / "resumed", train_steps=2)
+  assert first.step == 2
+  second = _train(tmp_path / "resumed", train_steps=4)
+  assert second.step == 4
+
+  a, b = _generator_weights(tmp_path / "straight"), _generator_weights(tmp_path / "resumed")
+  assert a.keys() == b.keys()
+  for name in a:
+    np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+  # And training did something: the weights moved from the step-2 checkpoint.
+  reader = tf.train.load_checkpoint(os.path.join(str(tmp_path / "resumed"), "checkpoints", "ckpt-2"))
+  moved = [not np.allclose(reader.get_tensor(n), a[n]) for n in a]
+  assert any(moved)
+
+
+def test_completed_run_is_not_retrained(tmp_path):
+  _train(tmp_path, train_steps=2)
+  before = _generator_weights(tmp_path)
+  result = _train(tmp_path, train_steps=2)
+  assert result.step == 2
+  after = _generator_weights(tmp_path)
+  for name in before:
+    np.testing.assert_array_equal(before[name], after[name])
+
+
+def test_workdir_contents(tmp_path):
+  _train(tmp_path, train_steps=2, export=True, config_text="train.train_steps = 2\n")
+  assert open(tmp_path / "operative_config.gin").read() == "train.train_steps = 2\n"
+  assert glob.glob(str(tmp_path / "events.out.tfevents.*"))
+  assert sorted(os.listdir(tmp_path / "samples")) == ["step_00000002.png"]
+  assert os.path.exists(tmp_path / "export" / "saved_model.pb")
+  assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p or ".old-" in p]
+  tags = set()
+  for path in glob.glob(str(tmp_path / "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        tags.add(value.tag)
+  assert {"loss/d_loss", "loss/g_loss", "discriminator/d_real", "learning_rate/g_lr",
+          "speed/steps_per_sec", "samples/fixed_z"} <= tags
+
+
+def test_rejects_batch_not_divisible_by_replicas(tmp_path):
+  code = f"""
+import functools, sys
+from regan_tf import data, models, trainer
+try:
+  trainer.train(workdir={str(tmp_path / 'w')!r}, cpu_devices=2, strategy='mirrored', batch_size=7,
+                dataset=functools.partial(data.load_digits, image_size=16),
+                model=functools.partial(models.dcgan.build, g_base_channels=8, d_base_channels=8))
+except ValueError as e:
+  print('ERR', e)
+"""
+  proc = run_python(["-c", code], timeout=120)
+  assert "ERR batch_size (7) must be divisible by the number of replicas (2)" in proc.stdout, proc.stderr
+  assert not os.path.exists(tmp_path / "w")
+
+
+@pytest.mark.slow
+def test_two_cpu_replicas_train_and_fall_back_from_xla(tmp_path):
+  code = f"""
+import functools
+from absl import logging
+from regan_tf import data, models, trainer
+logging.set_verbosity('info')
+r = trainer.train(workdir={str(tmp_path)!r}, cpu_devices=2, strategy='mirrored', batch_size=8, n_critic=2,
+                  train_steps=2, jit_compile=True, log_every=1, checkpoint_every=2, z_dim=16, export=False,
+                  dataset=functools.partial(data.load_digits, image_size=16),
+                  model=functools.partial(models.dcgan.build, g_base_channels=8, d_base_channels=8))
+print('STEP', r.step, 'D_LOSS', r.metrics['d_loss'])
+"""
+  proc = run_python(["-c", code], timeout=240)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "STEP 2" in proc.stdout
+  assert "MirroredStrategy with 2 replica(s)" in proc.stderr
+  assert "running the steps without XLA" in proc.stderr
+
+
+def test_make_strategy_rejects_unknown_kind():
+  with pytest.raises(ValueError, match="strategy must be one of"):
+    trainer.make_strategy("tpu")
+
+
+def test_resolve_jit_compile_auto_is_off_on_cpu():
+  assert trainer.resolve_jit_compile("auto", tf.distribute.get_strategy()) is False
+  assert trainer.resolve_jit_compile(True, tf.distribute.get_strategy()) is True
+  with pytest.raises(ValueError, match="jit_compile"):
+    trainer.resolve_jit_compile("yes", tf.distribute.get_strategy())
