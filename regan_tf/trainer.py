@@ -210,7 +210,8 @@ def train(
     gp_weight: float = 0.0,
     batch_size: int = 64,
     n_critic: int = 5,
-    train_steps: int = 1000,
+    train_steps: Optional[int] = None,
+    train_epochs: Optional[float] = None,
     g_lr: float = 2e-4,
     d_lr: float = 2e-4,
     beta1: float = 0.0,
@@ -246,7 +247,11 @@ def train(
     gp_weight: weight of the WGAN-GP gradient penalty (0 disables it).
     batch_size: global batch size, split evenly over replicas.
     n_critic: discriminator steps per generator step.
-    train_steps: generator steps to train for.
+    train_steps: generator steps to train for. Exactly one of ``train_steps``
+      and ``train_epochs`` must be set.
+    train_epochs: training length in epochs; one epoch is one pass of the
+      discriminator over the (subset of the) data, i.e. N / (batch_size *
+      n_critic) generator steps, as in the reference's epoch loop.
     g_lr, d_lr, beta1, beta2: Adam settings (the generator's base lr).
     data_fraction, subset_rule: train on this fraction of the dataset, chosen
       by ``first`` / ``random`` / ``stratified`` (regan_tf.data.select_subset).
@@ -263,7 +268,8 @@ def train(
     image_every: steps between sample grids (TensorBoard and samples/).
     num_grid_images: images in the fixed-latent sample grid.
     export: write the generator SavedModel to ``workdir/export`` at the end.
-    pruning: called as ``pruning(generator=, strategy=, steps_per_epoch=)``;
+    pruning: called as ``pruning(generator=, strategy=, steps_per_epoch=,
+      train_steps=)`` (steps_per_epoch a float);
       returns the controller (and wraps the generator) for Re-GAN; None trains
       the dense baseline.
     config_text: the operative configuration (or a callable returning it),
@@ -276,7 +282,10 @@ def train(
   configure_cpu_devices(cpu_devices)
   dist = make_strategy(strategy)
   replicas = dist.num_replicas_in_sync
-  _validate(batch_size=batch_size, n_critic=n_critic, train_steps=train_steps, replicas=replicas,
+  if (train_steps is None) == (train_epochs is None):
+    raise ValueError(f"Set exactly one of train_steps and train_epochs (got train_steps={train_steps}, "
+                     f"train_epochs={train_epochs}).")
+  _validate(batch_size=batch_size, n_critic=n_critic, train_steps=train_steps or 0, replicas=replicas,
             g_lr=g_lr, d_lr=d_lr, checkpoint_every=checkpoint_every, log_every=log_every,
             image_every=image_every, keep_checkpoints=keep_checkpoints)
   g_loss_fn, d_loss_fn = losses_lib.get(loss)
@@ -290,8 +299,14 @@ def train(
   # ----------------------------------------------------------------- data ---
   images = dataset()
   images = data_lib.select_subset(images, fraction=data_fraction, rule=subset_rule, seed=seed)
-  logging.info("Data %s: %d images of %dx%dx%d.", images.name, images.num_examples,
-               images.image_size, images.image_size, images.channels)
+  steps_per_epoch = images.num_examples / (batch_size * n_critic)
+  if train_epochs is not None:
+    if not train_epochs > 0:
+      raise ValueError(f"train_epochs must be > 0, got {train_epochs}.")
+    train_steps = max(1, int(round(train_epochs * steps_per_epoch)))
+  logging.info("Data %s: %d images of %dx%dx%d; one epoch = %.2f generator steps; training for %d steps.",
+               images.name, images.num_examples, images.image_size, images.image_size,
+               images.channels, steps_per_epoch, train_steps)
 
   previous_policy = keras.mixed_precision.global_policy()
   if mixed_precision:
@@ -304,8 +319,8 @@ def train(
       generator, discriminator = gan.generator, gan.discriminator
       controller = None
       if pruning is not None:
-        steps_per_epoch = max(1, images.num_examples // (batch_size * n_critic))
-        controller = pruning(generator=generator, strategy=dist, steps_per_epoch=steps_per_epoch)
+        controller = pruning(generator=generator, strategy=dist, steps_per_epoch=steps_per_epoch,
+                             train_steps=train_steps)
         generator = controller.generator
       g_opt = _make_optimizer(g_lr, beta1, beta2, mixed_precision, "g_adam")
       d_opt = _make_optimizer(d_lr, beta1, beta2, mixed_precision, "d_adam")

@@ -87,7 +87,7 @@ def test_rejects_batch_not_divisible_by_replicas(tmp_path):
 import functools, sys
 from regan_tf import data, models, trainer
 try:
-  trainer.train(workdir={str(tmp_path / 'w')!r}, cpu_devices=2, strategy='mirrored', batch_size=7,
+  trainer.train(workdir={str(tmp_path / 'w')!r}, cpu_devices=2, strategy='mirrored', batch_size=7, train_steps=2,
                 dataset=functools.partial(data.load_digits, image_size=16),
                 model=functools.partial(models.dcgan.build, g_base_channels=8, d_base_channels=8))
 except ValueError as e:
