@@ -8,6 +8,7 @@ may name, under short, stable names:
     data.image_folder          regan_tf.data.load_image_folder
     data.tfds                  regan_tf.data.load_tfds
     models.dcgan, models.sngan regan_tf.models.<arch>.build
+    regan                      regan_tf.pruning.build_controller (Re-GAN; train.pruning = @regan)
 
 Entry points call :data:`train` (the gin-configured wrapper), not
 ``trainer.train`` directly.
@@ -19,6 +20,7 @@ import gin
 
 from regan_tf import data
 from regan_tf import models
+from regan_tf import pruning
 from regan_tf import trainer
 
 train = gin.external_configurable(trainer.train, name="train", denylist=["workdir", "config_text"])
@@ -29,3 +31,7 @@ gin.external_configurable(data.load_tfds, name="tfds", module="data")
 
 gin.external_configurable(models.dcgan.build, name="dcgan", module="models")
 gin.external_configurable(models.sngan.build, name="sngan", module="models")
+
+# The trainer supplies the generator, strategy and run lengths; gin sets the Re-GAN numbers.
+gin.external_configurable(pruning.build_controller, name="regan",
+                          denylist=["generator", "strategy", "steps_per_epoch", "train_steps"])

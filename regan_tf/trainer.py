@@ -172,7 +172,7 @@ def _format_duration(seconds: float) -> str:
   return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
-def _make_optimizer(lr: float, beta1: float, beta2: float, mixed: bool, name: str):
+def _make_optimizer(lr, beta1: float, beta2: float, mixed: bool, name: str):
   opt = keras.optimizers.Adam(learning_rate=lr, beta_1=beta1, beta_2=beta2, name=name)
   if mixed:
     opt = keras.mixed_precision.LossScaleOptimizer(opt)
@@ -322,7 +322,9 @@ def train(
         controller = pruning(generator=generator, strategy=dist, steps_per_epoch=steps_per_epoch,
                              train_steps=train_steps)
         generator = controller.generator
-      g_opt = _make_optimizer(g_lr, beta1, beta2, mixed_precision, "g_adam")
+      # Under Re-GAN the generator's rate is base x the controller's phase factor.
+      g_rate = controller.learning_rate(g_lr) if controller is not None else g_lr
+      g_opt = _make_optimizer(g_rate, beta1, beta2, mixed_precision, "g_adam")
       d_opt = _make_optimizer(d_lr, beta1, beta2, mixed_precision, "d_adam")
       # Slots exist before a restore, so a checkpoint restores them directly.
       _inner(g_opt).build(generator.trainable_variables)
@@ -380,8 +382,7 @@ def train(
     try:
       while step < train_steps:
         if controller is not None:
-          for event in controller.before_g_step(step, g_opt):
-            logging.info("%s", event)
+          controller.before_g_step(step, g_opt)  # logs phase changes itself
         step_metrics = iteration(iterator, tf.constant(step, tf.int64))
         if step == start_step and use_jit and iteration.fell_back:
           use_jit = False
@@ -434,7 +435,11 @@ def train(
                       channels=images.channels, dataset=images.name, loss=loss,
                       method="regan" if controller is not None else "dense")
       if controller is not None:
-        metadata["sparsity"] = controller.export_sparsity(exported)
+        per_tensor = controller.export_sparsity_per_tensor(exported)
+        metadata["sparsity"] = {
+            "overall": controller.export_sparsity(exported),
+            "per_tensor": {name: zeros / max(size, 1) for name, (zeros, size) in per_tensor.items()},
+            "phase_at_export": None if controller.phase is None else int(controller.phase)}
       export_lib.export_generator(exported, export_dir, z_dim=z_dim, metadata=metadata)
       logging.info("Exported the generator to %s.", export_dir)
     return TrainResult(step=step, workdir=workdir, export_dir=export_dir, metrics=metrics)
