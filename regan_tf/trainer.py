@@ -382,7 +382,9 @@ def train(
     try:
       while step < train_steps:
         if controller is not None:
-          controller.before_g_step(step, g_opt)  # logs phase changes itself
+          # The controller logs phase changes itself; TensorBoard gets their numbers.
+          for event in controller.before_g_step(step, g_opt):
+            _write_event(writer, event)
         step_metrics = iteration(iterator, tf.constant(step, tf.int64))
         if step == start_step and use_jit and iteration.fell_back:
           use_jit = False
@@ -470,6 +472,16 @@ def _summary_name(key: str) -> str:
   if key in ("g_lr", "d_lr"):
     return f"learning_rate/{key}"
   return key
+
+
+def _write_event(writer, event) -> None:
+  """TensorBoard scalars for a Re-GAN phase change (at the step it happened)."""
+  with writer.as_default(step=event.step):
+    tf.summary.scalar("regan/phase", int(event.phase))
+    tf.summary.scalar("regan/masked_weights", event.num_masked)
+    tf.summary.scalar("regan/event_seconds", event.seconds)
+    if event.num_changed is not None:
+      tf.summary.scalar("regan/mask_entries_changed", event.num_changed)
 
 
 def _write_grid(writer, workdir: str, generator: keras.Model, z: tf.Tensor, step: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import json
 import os
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from regan_tf import data
 from regan_tf import models
+from regan_tf import pruning
 from regan_tf import trainer
 from regan_tf.compat import tf
 
@@ -103,19 +105,23 @@ def test_two_cpu_replicas_train_and_fall_back_from_xla(tmp_path):
   code = f"""
 import functools
 from absl import logging
-from regan_tf import data, models, trainer
+from regan_tf import data, models, pruning, trainer
 logging.set_verbosity('info')
 r = trainer.train(workdir={str(tmp_path)!r}, cpu_devices=2, strategy='mirrored', batch_size=8, n_critic=2,
-                  train_steps=2, jit_compile=True, log_every=1, checkpoint_every=2, z_dim=16, export=False,
+                  train_steps=3, jit_compile=True, log_every=1, checkpoint_every=3, z_dim=16, export=True,
+                  pruning=functools.partial(pruning.build_controller, sparsity=0.5, warmup=1, g=2),
                   dataset=functools.partial(data.load_digits, image_size=16),
                   model=functools.partial(models.dcgan.build, g_base_channels=8, d_base_channels=8))
 print('STEP', r.step, 'D_LOSS', r.metrics['d_loss'])
 """
   proc = run_python(["-c", code], timeout=240)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "STEP 2" in proc.stdout
+  assert "STEP 3" in proc.stdout
   assert "MirroredStrategy with 2 replica(s)" in proc.stderr
   assert "running the steps without XLA" in proc.stderr
+  assert "sparse phase 1: masked 50.0%" in proc.stderr
+  meta = json.load(open(tmp_path / "export" / "regan_tf_export.json"))
+  assert meta["sparsity"]["overall"] == pytest.approx(0.5, abs=0.01)
 
 
 def test_make_strategy_rejects_unknown_kind():
@@ -128,3 +134,99 @@ def test_resolve_jit_compile_auto_is_off_on_cpu():
   assert trainer.resolve_jit_compile(True, tf.distribute.get_strategy()) is True
   with pytest.raises(ValueError, match="jit_compile"):
     trainer.resolve_jit_compile("yes", tf.distribute.get_strategy())
+
+
+# ----------------------------------------------------------------------------
+# Re-GAN through the trainer
+# ----------------------------------------------------------------------------
+
+
+def _regan(**kwargs):
+  settings = dict(sparsity=0.5, warmup=1, g=2)
+  settings.update(kwargs)
+  return functools.partial(pruning.build_controller, **settings)
+
+
+def _masks(workdir, checkpoint=None):
+  path = os.path.join(str(workdir), "checkpoints", checkpoint) if checkpoint else os.path.join(
+      str(workdir), "checkpoints")
+  reader = tf.train.load_checkpoint(path)
+  names = [n for n in reader.get_variable_to_shape_map() if n.startswith("generator/")
+           and "/mask/" in n and "OPTIMIZER_SLOT" not in n]
+  assert names
+  return {n: reader.get_tensor(n) for n in names}
+
+
+@pytest.mark.parametrize("stop", [1, 2, 3, 4])
+def test_regan_resume_across_phase_boundaries_equals_uninterrupted(tmp_path, stop):
+  # warmup=1, g=2: step 0 warm-up, 1-2 sparse, 3-4 dense, 5 sparse. Stopping after `stop` steps lands at a
+  # boundary (1, 3), inside a phase (2, 4); the resumed run must continue the same phase with the same masks.
+  run = functools.partial(_train, checkpoint_every=1, keep_checkpoints=10, pruning=_regan())
+  straight = run(tmp_path / "straight", train_steps=6)
+  run(tmp_path / "resumed", train_steps=stop)
+  run(tmp_path / "resumed", train_steps=6)
+  assert straight.step == 6
+  a, b = _generator_weights(tmp_path / "straight"), _generator_weights(tmp_path / "resumed")
+  for name in a:
+    np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+  for step in range(1, 7):
+    ma, mb = _masks(tmp_path / "straight", f"ckpt-{step}"), _masks(tmp_path / "resumed", f"ckpt-{step}")
+    for name in ma:
+      np.testing.assert_array_equal(ma[name], mb[name], err_msg=f"{name} at step {step}")
+
+
+def test_regan_phases_in_checkpoints_and_tensorboard(tmp_path):
+  _train(tmp_path, train_steps=6, checkpoint_every=1, keep_checkpoints=10, pruning=_regan(),
+         g_lr=1e-3)
+  expected_sparse = {1: False, 2: True, 3: True, 4: False, 5: False, 6: True}  # after step s-1 ran
+  for step, sparse in expected_sparse.items():
+    masks = _masks(tmp_path, f"ckpt-{step}")
+    for name, mask in masks.items():
+      zeros = int((mask == 0).sum())
+      assert zeros == (mask.size // 2 if sparse else 0), (step, name, zeros)
+  tags = {}
+  for path in glob.glob(str(tmp_path / "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        tags.setdefault(value.tag, {})[event.step] = tf.make_ndarray(value.tensor) if value.HasField(
+            "tensor") else value.simple_value
+  assert {"regan/phase", "regan/lr_factor", "regan/sparsity/overall", "regan/masked_weights"} <= set(tags)
+  assert float(tags["regan/phase"][1]) == 1 and float(tags["regan/phase"][3]) == 2
+  assert float(tags["learning_rate/g_lr"][4]) == pytest.approx(1e-4)  # step 3 ran dense at 0.1x
+  assert float(tags["learning_rate/g_lr"][2]) == pytest.approx(1e-3)
+
+
+def test_regan_discriminator_matches_dense_run_until_first_mask(tmp_path):
+  # Only G is reconfigured: in warm-up a Re-GAN run is the dense run, D included.
+  _train(tmp_path / "dense", train_steps=1, checkpoint_every=1)
+  _train(tmp_path / "regan", train_steps=1, checkpoint_every=1, pruning=_regan(warmup=1))
+  def d_weights(workdir):
+    reader = tf.train.load_checkpoint(os.path.join(str(workdir), "checkpoints"))
+    return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
+            if n.startswith("discriminator/") and "OPTIMIZER_SLOT" not in n}
+  a, b = d_weights(tmp_path / "dense"), d_weights(tmp_path / "regan")
+  assert a.keys() == b.keys() and a
+  for name in a:
+    np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.slow
+def test_regan_export_ending_sparse_has_zeros_in_fresh_process(tmp_path):
+  _train(tmp_path, train_steps=5, pruning=_regan(sparsity=0.3, warmup=1, g=2, final_phase="sparse"),
+         export=True)
+  meta = json.load(open(tmp_path / "export" / "regan_tf_export.json"))
+  assert meta["method"] == "regan" and meta["sparsity"]["phase_at_export"] == 1
+  code = f"""
+import numpy as np, tensorflow as tf
+m = tf.saved_model.load({str(tmp_path / 'export')!r})
+for v in m.generator_variables:
+  if v.name.endswith('kernel:0'):
+    a = v.numpy()
+    print('ZEROS', v.name, int((a == 0).sum()), a.size)
+"""
+  proc = run_python(["-c", code], timeout=120)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = [l.split() for l in proc.stdout.splitlines() if l.startswith("ZEROS")]
+  assert len(lines) == len(meta["sparsity"]["per_tensor"]) >= 3
+  for _, name, zeros, size in lines:
+    assert int(zeros) == int(np.floor(0.3 * int(size) + 1e-6)), (name, zeros, size)
