@@ -1,0 +1,80 @@
+"""GAN architectures by name.
+
+Each architecture module (``dcgan``, ``sngan``) has the same builder,
+``build(*, image_size, channels, z_dim=128, **arch_kwargs) -> GAN``, and
+:func:`build` picks one by name. The generator is a Functional ``keras.Model``
+made of standard layers (plus the weightless :class:`~regan_tf.models.layers.NearestUpsample2D`),
+so that TFMOT's ``prune_low_magnitude`` can clone it and wrap its Dense/Conv
+layers; its layers have unique, structured names (``block1_conv1``, ``block1_bn1``,
+``block1_shortcut``, ...) for excluding layers from pruning by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from regan_tf.compat import keras
+
+__all__ = ["GAN", "build", "names"]
+
+
+@dataclasses.dataclass
+class GAN:
+  """A generator/discriminator pair.
+
+  Attributes:
+    generator: Functional model, z float32 [B, z_dim] -> images float32
+      [B, H, W, C] in [-1, 1] (float32 even under mixed precision).
+    discriminator: model, images [B, H, W, C] -> logits float32 [B, 1].
+    z_dim: size of the latent vector the generator takes.
+  """
+  generator: keras.Model
+  discriminator: keras.Model
+  z_dim: int
+
+
+def check_positive_int(builder: str, arg: str, value: Any, fix: str) -> None:
+  """Raises ValueError unless ``value`` is a positive int (used by the builders)."""
+  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    raise ValueError(f"{builder}: {arg}={value!r} must be a positive integer; {fix}")
+
+
+# The architecture modules import GAN and check_positive_int from this package,
+# so they are imported after those are defined.
+from regan_tf.models import dcgan  # noqa: E402
+from regan_tf.models import sngan  # noqa: E402
+
+_BUILDERS: dict[str, Callable[..., GAN]] = {
+    "dcgan": dcgan.build,
+    "sngan": sngan.build,
+}
+
+
+def names() -> tuple[str, ...]:
+  """The architecture names :func:`build` accepts, sorted."""
+  return tuple(sorted(_BUILDERS))
+
+
+def build(name: str, *, image_size: int, channels: int, z_dim: int = 128,
+          **arch_kwargs: Any) -> GAN:
+  """Builds the architecture ``name``.
+
+  Args:
+    name: one of :func:`names` ('dcgan', 'sngan').
+    image_size: height = width of the images, in pixels.
+    channels: image channels (3 for RGB, 1 for grayscale).
+    z_dim: latent size.
+    **arch_kwargs: the architecture's own keyword arguments (widths, spectral
+      norm, ...); see ``dcgan.build`` and ``sngan.build``.
+
+  Returns:
+    The :class:`GAN`.
+
+  Raises:
+    ValueError: unknown ``name``; the message lists the valid names.
+  """
+  if not isinstance(name, str) or name not in _BUILDERS:
+    raise ValueError(f"models.build: name={name!r} is not a known architecture; valid names: "
+                     f"{', '.join(names())}. Pass one of them (e.g. name='sngan').")
+  return _BUILDERS[name](image_size=image_size, channels=channels, z_dim=z_dim, **arch_kwargs)

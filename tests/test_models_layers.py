@@ -1,0 +1,270 @@
+"""Tests for regan_tf.models.layers: upsampling, spectral norm, sum pooling."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from regan_tf.compat import keras, tf
+from regan_tf.models import layers
+
+
+@pytest.fixture
+def mixed_precision():
+  keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+
+
+# ---------------------------------------------------------------- NearestUpsample2D
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_nearest_upsample_equals_upsampling2d(size):
+  x = tf.random.normal([2, 3, 5, 4])
+  expected = keras.layers.UpSampling2D(size, interpolation="nearest")(x)
+  np.testing.assert_array_equal(layers.NearestUpsample2D(size)(x).numpy(), expected.numpy())
+
+
+def test_nearest_upsample_gradient_compiles_under_xla_on_cpu():
+  layer = layers.NearestUpsample2D(2)
+  x = tf.random.normal([2, 3, 4, 5])
+  weights = tf.random.normal([2, 6, 8, 5])
+
+  @tf.function(jit_compile=True)
+  def grad(x):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = tf.reduce_sum(layer(x) * weights)
+    return tape.gradient(y, x)
+
+  # Each input pixel receives the sum of the weights of its 2x2 output block.
+  expected = tf.reshape(weights, [2, 3, 2, 4, 2, 5]).numpy().sum(axis=(2, 4))
+  np.testing.assert_allclose(grad(x).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_nearest_upsample_static_shape_in_functional_model():
+  inputs = keras.Input(shape=(4, 6, 3))
+  outputs = layers.NearestUpsample2D(2)(inputs)
+  assert outputs.shape.as_list() == [None, 8, 12, 3]
+  assert keras.Model(inputs, outputs)(tf.zeros([5, 4, 6, 3])).shape == (5, 8, 12, 3)
+
+
+@pytest.mark.parametrize("size", [0, 2.0, True])
+def test_nearest_upsample_rejects_bad_size(size):
+  with pytest.raises(ValueError, match="size="):
+    layers.NearestUpsample2D(size)
+
+
+# ---------------------------------------------------------------- spectral norm
+
+
+def test_spectral_norm_converges_to_largest_singular_value():
+  rng = np.random.default_rng(0)
+  w = rng.normal(size=(27, 8)).astype(np.float32)
+  u = tf.constant(rng.normal(size=(1, 8)), tf.float32)
+  sigma, u_next = layers.spectral_norm(tf.constant(w), u, power_iterations=100)
+  np.testing.assert_allclose(sigma.numpy(), np.linalg.svd(w, compute_uv=False)[0], rtol=1e-4)
+  assert u_next.shape == (1, 8)
+  np.testing.assert_allclose(np.linalg.norm(u_next.numpy()), 1.0, rtol=1e-5)
+
+
+def test_sn_conv_uses_kernel_over_largest_singular_value():
+  layer = layers.SNConv2D(8, 3, padding="same", bias_initializer="random_normal")
+  x = tf.random.normal([2, 5, 5, 4])
+  layer(x)  # build
+  kernel_before = layer.kernel.numpy()
+  for _ in range(60):  # one power iteration per training call: u converges.
+    layer(x, training=True)
+  np.testing.assert_array_equal(layer.kernel.numpy(), kernel_before)  # W is never written.
+  sigma = np.linalg.svd(kernel_before.reshape(-1, 8), compute_uv=False)[0]
+  expected = tf.nn.conv2d(x, kernel_before / sigma, 1, "SAME") + layer.bias
+  np.testing.assert_allclose(layer(x, training=False).numpy(), expected.numpy(),
+                             rtol=1e-4, atol=1e-5)
+
+
+def test_sn_dense_uses_kernel_over_largest_singular_value():
+  layer = layers.SNDense(3, power_iterations=50)
+  x = tf.random.normal([4, 6])
+  out = layer(x, training=False)
+  sigma = np.linalg.svd(layer.kernel.numpy(), compute_uv=False)[0]
+  np.testing.assert_allclose(out.numpy(), (x @ (layer.kernel / sigma)).numpy(), rtol=1e-4,
+                             atol=1e-5)
+
+
+def test_sn_gradient_flows_through_sigma():
+  layer = layers.SNConv2D(4, 3, use_bias=False)
+  x = tf.random.normal([2, 6, 6, 3])
+  weights = tf.random.normal([2, 4, 4, 4])
+  layer(x)  # build
+
+  with tf.GradientTape() as tape:
+    y = tf.reduce_sum(layer(x, training=False) * weights)
+  grad_through_sigma = tape.gradient(y, layer.kernel).numpy()
+
+  with tf.GradientTape() as tape:
+    sigma, _ = layers.spectral_norm(tf.reshape(layer.kernel, [-1, 4]), layer.u)
+    kernel = layer.kernel / tf.stop_gradient(sigma)
+    y_const = tf.reduce_sum(tf.nn.conv2d(x, kernel, 1, "VALID") * weights)
+  grad_const_sigma = tape.gradient(y_const, layer.kernel).numpy()
+
+  np.testing.assert_allclose(y.numpy(), y_const.numpy(), rtol=1e-5)  # same forward pass
+  assert not np.allclose(grad_through_sigma, grad_const_sigma, rtol=1e-3, atol=1e-6)
+  # W / sigma(W) is invariant to scaling W (sigma = v^T W u is linear in W), so the
+  # gradient through sigma is orthogonal to W; with sigma held constant it is not.
+  w = layer.kernel.numpy()
+  cos = lambda a, b: np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b))  # noqa: E731
+  assert abs(cos(grad_through_sigma, w)) < 1e-4
+  assert abs(cos(grad_const_sigma, w)) > 1e-2
+
+
+def test_sn_u_changes_only_when_training():
+  layer = layers.SNDense(5)
+  x = tf.random.normal([3, 7])
+  layer(x)
+  u0 = layer.u.numpy()
+  layer(x, training=False)
+  layer(x)  # training=None means inference
+  np.testing.assert_array_equal(layer.u.numpy(), u0)
+  layer(x, training=True)
+  assert not np.allclose(layer.u.numpy(), u0)
+  assert not layer.u.trainable
+  assert layer.trainable_weights == [layer.kernel, layer.bias]
+
+
+def test_sn_u_update_inside_tf_function_with_tensor_training_flag():
+  layer = layers.SNConv2D(2, 1)
+  x = tf.random.normal([1, 3, 3, 2])
+  layer(x)
+  u0 = layer.u.numpy()
+
+  @tf.function
+  def call(training):
+    return layer(x, training=training)
+
+  call(tf.constant(False))
+  np.testing.assert_array_equal(layer.u.numpy(), u0)
+  call(tf.constant(True))
+  assert not np.allclose(layer.u.numpy(), u0)
+
+
+def test_sn_conv_under_mixed_precision(mixed_precision):
+  layer = layers.SNConv2D(4, 3)
+  out = layer(tf.random.normal([2, 5, 5, 3]), training=True)
+  assert out.dtype == tf.float16
+  assert layer.kernel.dtype == tf.float32 and layer.u.dtype == tf.float32
+  assert np.all(np.isfinite(out.numpy()))
+
+
+def test_sn_training_step_compiles_under_xla():
+  model = keras.Sequential([keras.Input((6, 6, 3)), layers.SNConv2D(4, 3, strides=2),
+                            keras.layers.Flatten(), layers.SNDense(1)])
+  x = tf.random.normal([2, 6, 6, 3])
+  u0 = model.layers[0].u.numpy()
+
+  @tf.function(jit_compile=True)
+  def grads():
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(model(x, training=True))
+    return tape.gradient(loss, model.trainable_variables)
+
+  assert all(np.all(np.isfinite(g.numpy())) for g in grads())
+  assert not np.allclose(model.layers[0].u.numpy(), u0)
+
+
+@pytest.mark.parametrize("power_iterations", [0, -1, 1.5, True])
+def test_sn_rejects_bad_power_iterations(power_iterations):
+  with pytest.raises(ValueError, match="power_iterations="):
+    layers.SNConv2D(4, 3, power_iterations=power_iterations)
+  with pytest.raises(ValueError, match="power_iterations="):
+    layers.SNDense(4, power_iterations=power_iterations)
+
+
+def test_sn_conv_rejects_groups():
+  with pytest.raises(ValueError, match="groups=2"):
+    layers.SNConv2D(4, 3, groups=2)
+
+
+@pytest.mark.parametrize("make_layer, input_shape", [
+    (lambda: layers.SNConv2D(4, 3, strides=2, padding="same", power_iterations=2,
+                             name="c"), [2, 6, 6, 3]),
+    (lambda: layers.SNDense(4, use_bias=False, power_iterations=3, name="d"), [2, 5]),
+    (lambda: layers.NearestUpsample2D(3, name="up"), [2, 2, 3, 4]),
+    (lambda: layers.GlobalSumPooling2D(name="pool"), [2, 3, 3, 4]),
+])
+def test_config_round_trip(make_layer, input_shape):
+  layer = make_layer()
+  x = tf.random.normal(input_shape)
+  out = layer(x)
+  clone = type(layer).from_config(layer.get_config())
+  assert clone.get_config() == layer.get_config()
+  # Registered serializables: serialize -> deserialize finds our class by name.
+  restored = keras.layers.deserialize(keras.layers.serialize(layer))
+  assert type(restored) is type(layer)
+  assert restored.get_config() == layer.get_config()
+  restored(x)
+  restored.set_weights(layer.get_weights())
+  np.testing.assert_allclose(restored(x).numpy(), out.numpy(), rtol=1e-6)
+
+
+def test_global_sum_pooling():
+  x = np.arange(2 * 2 * 3 * 2, dtype=np.float32).reshape(2, 2, 3, 2)
+  out = layers.GlobalSumPooling2D()(x)
+  np.testing.assert_allclose(out.numpy(), x.sum(axis=(1, 2)))
+
+
+# ---------------------------------------------------------------- MirroredStrategy
+
+# Logical CPU devices must be configured before TensorFlow initializes its
+# runtime, which this pytest process has already done, so this runs in a child.
+_MIRRORED_CHECK = textwrap.dedent("""
+    import numpy as np
+    from regan_tf.compat import keras, tf
+    from regan_tf.models import layers
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    with strategy.scope():
+      model = keras.Sequential([keras.Input((6, 6, 3)), layers.SNConv2D(4, 3, name="conv"),
+                                keras.layers.Flatten(), layers.SNDense(1, name="dense")])
+      optimizer = keras.optimizers.SGD(0.1)
+    conv = model.get_layer("conv")
+    assert conv.u.aggregation == tf.VariableAggregation.ONLY_FIRST_REPLICA
+    assert len(conv.u.values) == 2
+    u0, kernel0 = conv.u.numpy(), conv.kernel.numpy()
+
+    @tf.function
+    def step(x):
+      def replica_step(x):
+        with tf.GradientTape() as tape:
+          loss = tf.reduce_mean(model(x, training=True)) / strategy.num_replicas_in_sync
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+      return strategy.run(replica_step, args=(x,))
+
+    data = tf.data.Dataset.from_tensors(tf.random.normal([4, 6, 6, 3])).repeat(2)
+    for x in strategy.experimental_distribute_dataset(data):
+      step(x)
+    for layer in (conv, model.get_layer("dense")):
+      copies = [v.numpy() for v in layer.u.values]
+      np.testing.assert_array_equal(copies[0], copies[1])
+    assert not np.allclose(conv.u.numpy(), u0)
+    assert not np.allclose(conv.kernel.numpy(), kernel0)
+    print("MIRRORED_OK")
+""")
+
+
+def test_sn_layers_under_mirrored_strategy_on_two_cpu_devices():
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+  result = subprocess.run([sys.executable, "-c", _MIRRORED_CHECK], capture_output=True,
+                          text=True, timeout=300, env=env)
+  assert result.returncode == 0 and "MIRRORED_OK" in result.stdout, result.stderr[-3000:]

@@ -1,0 +1,203 @@
+"""Tests for regan_tf.models.sngan (the Re-GAN reference SN-GAN ResNet pair)."""
+
+import numpy as np
+import pytest
+import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+
+from regan_tf import losses
+from regan_tf.compat import keras, tf
+from regan_tf.models import GAN, layers, sngan
+
+TINY = dict(g_channels=8, d_channels=8, z_dim=16)
+
+
+def _count(model: keras.Model) -> int:
+  return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def _g_params(z: int, g: int, c: int) -> int:
+  """Trainable generator weights by hand (bottom 4x4)."""
+  dense = z * 16 * g + 16 * g
+  block = 2 * (9 * g * g + g) + (g * g + g) + 2 * 2 * g  # 2 convs 3x3, 1x1 shortcut, 2 BNs
+  return dense + 3 * block + 2 * g + 9 * g * c + c
+
+
+def _d_params(d: int, c: int) -> int:
+  """Trainable discriminator weights by hand (final linear without bias)."""
+  conv3 = 9 * d * d + d
+  block1 = (9 * c * d + d) + conv3 + (c * d + d)
+  block2 = 2 * conv3 + (d * d + d)
+  return block1 + block2 + 2 * 2 * conv3 + d
+
+
+@pytest.fixture(scope="module")
+def tiny() -> GAN:
+  return sngan.build(**TINY)
+
+
+def test_reference_parameter_counts():
+  gan = sngan.build()
+  assert (_count(gan.generator), _count(gan.discriminator)) == (4_276_739, 1_053_824)
+  assert (_g_params(128, 256, 3), _d_params(128, 3)) == (4_276_739, 1_053_824)
+  assert gan.z_dim == 128
+  assert gan.discriminator.get_layer("logits").use_bias is False
+
+
+def test_tiny_parameter_counts_match_formula(tiny):
+  assert _count(tiny.generator) == _g_params(16, 8, 3)
+  assert _count(tiny.discriminator) == _d_params(8, 3)
+
+
+def test_shapes_dtypes_and_range(tiny):
+  images = tiny.generator(tf.random.normal([3, 16]) * 3.0, training=True)
+  assert images.shape == (3, 32, 32, 3) and images.dtype == tf.float32
+  assert np.all(np.abs(images.numpy()) <= 1.0)
+  logits = tiny.discriminator(images, training=True)
+  assert logits.shape == (3, 1) and logits.dtype == tf.float32
+
+
+@pytest.mark.parametrize("image_size", [48, 64])
+def test_larger_image_sizes(image_size):
+  gan = sngan.build(image_size=image_size, channels=1, **TINY)
+  images = gan.generator(tf.random.normal([2, 16]))
+  assert images.shape == (2, image_size, image_size, 1)
+  assert gan.discriminator(images).shape == (2, 1)
+
+
+def test_architecture_layers(tiny):
+  g, d = tiny.generator, tiny.discriminator
+  assert g._is_graph_network and d._is_graph_network  # Functional models
+  names = [layer.name for layer in g.layers]
+  assert len(names) == len(set(names))
+  for i in (1, 2, 3):
+    for suffix in ("bn1", "conv1", "bn2", "conv2", "shortcut", "add"):
+      assert f"block{i}_{suffix}" in names
+  assert isinstance(g.get_layer("block1_up1"), layers.NearestUpsample2D)
+  assert g.get_layer("block1_shortcut").kernel_size == (1, 1)
+  # Spectral norm on every conv and dense layer of D; none in G.
+  d_weighted = [layer for layer in d.layers if layer.trainable_weights]
+  assert d_weighted and all(isinstance(layer, (layers.SNConv2D, layers.SNDense))
+                            for layer in d_weighted)
+  assert not any(isinstance(layer, (layers.SNConv2D, layers.SNDense)) for layer in g.layers)
+  # Identity shortcuts in the two plain blocks: only blocks 1 and 2 have a shortcut conv.
+  assert [l.name for l in d.layers if l.name.endswith("_shortcut")] == [
+      "block1_shortcut", "block2_shortcut"]
+
+
+def test_reference_initialization():
+  gan = sngan.build(**TINY)
+  residual = gan.generator.get_layer("block1_conv1").kernel_initializer
+  shortcut = gan.generator.get_layer("block1_shortcut").kernel_initializer
+  assert (residual.scale, residual.mode, residual.distribution) == (2.0, "fan_avg", "uniform")
+  assert (shortcut.scale, shortcut.mode, shortcut.distribution) == (1.0, "fan_avg", "uniform")
+  d_residual = gan.discriminator.get_layer("block3_conv2").kernel_initializer
+  assert d_residual.scale == 2.0
+  bn = gan.generator.get_layer("block1_bn1")
+  assert (bn.momentum, bn.epsilon) == (0.9, 1e-5)
+
+
+def test_shortcut_conv_at_low_resolution_equals_reference_order(tiny):
+  """1x1 conv then upsample (ours) == upsample then 1x1 conv (the reference)."""
+  conv = tiny.generator.get_layer("block2_shortcut")
+  x = tf.random.normal([2, 8, 8, 8])
+  up = layers.NearestUpsample2D(2)
+  np.testing.assert_allclose(up(conv(x)).numpy(), conv(up(x)).numpy(), rtol=1e-5, atol=1e-6)
+  pool = keras.layers.AveragePooling2D(2)
+  d_conv = tiny.discriminator.get_layer("block2_shortcut")
+  np.testing.assert_allclose(d_conv(pool(x)).numpy(), pool(d_conv(x)).numpy(), rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_generator_prunable_by_tfmot(tiny):
+  pruned = tfmot.sparsity.keras.prune_low_magnitude(tiny.generator)
+  wrapped = [l.layer for l in pruned.layers
+             if isinstance(l, pruning_wrapper.PruneLowMagnitude)]
+  kinds = {type(layer) for layer in wrapped}
+  assert {keras.layers.Dense, keras.layers.Conv2D, layers.NearestUpsample2D} <= kinds
+  images = pruned(tf.random.normal([2, 16]), training=False)
+  assert images.shape == (2, 32, 32, 3) and images.dtype == tf.float32
+
+
+def test_discriminator_config_round_trip(tiny):
+  clone = keras.Model.from_config(tiny.discriminator.get_config())
+  clone.set_weights(tiny.discriminator.get_weights())
+  x = tf.random.normal([2, 32, 32, 3])
+  np.testing.assert_allclose(clone(x).numpy(), tiny.discriminator(x).numpy(), rtol=1e-5)
+
+
+def test_mixed_precision():
+  keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    gan = sngan.build(**TINY)
+    images = gan.generator(tf.random.normal([2, 16]), training=True)
+    logits = gan.discriminator(images, training=True)
+    assert gan.generator.get_layer("block1_conv1").compute_dtype == "float16"
+    assert gan.discriminator.get_layer("block1_conv1").compute_dtype == "float16"
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  assert images.dtype == tf.float32 and logits.dtype == tf.float32
+  assert np.all(np.isfinite(logits.numpy()))
+
+
+def test_one_training_step_changes_weights(tiny):
+  g, d = tiny.generator, tiny.discriminator
+  g_loss_fn, d_loss_fn = losses.get("hinge")
+  g_opt, d_opt = keras.optimizers.Adam(1e-3, 0.0, 0.9), keras.optimizers.Adam(1e-3, 0.0, 0.9)
+  real = tf.random.uniform([4, 32, 32, 3], -1.0, 1.0)
+
+  # Eager keeps this fast; SN layers in tf.function are tested in test_models_layers.
+  def step():
+    fake = g(tf.random.normal([4, 16]), training=True)
+    with tf.GradientTape() as tape:
+      d_loss = d_loss_fn(d(real, training=True), d(fake, training=True))
+    d_opt.apply_gradients(zip(tape.gradient(d_loss, d.trainable_variables),
+                              d.trainable_variables))
+    with tf.GradientTape() as tape:
+      g_loss = g_loss_fn(d(g(tf.random.normal([4, 16]), training=True), training=True))
+    g_opt.apply_gradients(zip(tape.gradient(g_loss, g.trainable_variables),
+                              g.trainable_variables))
+    return d_loss, g_loss
+
+  before = [v.numpy() for v in g.trainable_variables + d.trainable_variables]
+  u_before = d.get_layer("block1_conv1").u.numpy()
+  d_loss, g_loss = step()
+  assert np.isfinite(d_loss.numpy()) and np.isfinite(g_loss.numpy())
+  after = [v.numpy() for v in g.trainable_variables + d.trainable_variables]
+  assert all(not np.array_equal(a, b) for a, b in zip(before, after))
+  assert not np.array_equal(u_before, d.get_layer("block1_conv1").u.numpy())
+
+
+def test_gradient_penalty_differentiable_through_discriminator(tiny):
+  d = tiny.discriminator
+  real, fake = tf.random.normal([2, 32, 32, 3]), tf.random.normal([2, 32, 32, 3])
+  with tf.GradientTape() as tape:
+    penalty = losses.gradient_penalty(d, real, fake)
+  grads = tape.gradient(penalty, d.trainable_variables)
+  assert np.isfinite(penalty.numpy())
+  assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in grads)
+
+
+def test_generator_gradient_compiles_under_xla(tiny):
+  g = tiny.generator
+
+  @tf.function(jit_compile=True)
+  def grads(z):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(tf.square(g(z, training=True)))
+    return tape.gradient(loss, g.trainable_variables)
+
+  assert all(np.all(np.isfinite(x.numpy())) for x in grads(tf.random.normal([2, 16])))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(image_size=16), "image_size=16"),
+    (dict(image_size=32.0), "image_size=32.0"),
+    (dict(g_channels=0), "g_channels=0"),
+    (dict(d_channels=None), "d_channels=None"),
+    (dict(channels=0), "channels=0"),
+    (dict(power_iterations=0), "power_iterations=0"),
+])
+def test_rejects_bad_arguments(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    sngan.build(**kwargs)
