@@ -22,6 +22,8 @@ TINY = [
     "models.dcgan.d_base_channels = 8",
     "train.batch_size = 16",
     "train.z_dim = 16",
+    "regan.warmup = 4",
+    "regan.g = 3",
 ]
 
 
