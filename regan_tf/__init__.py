@@ -18,5 +18,10 @@ if "tensorflow" in _sys.modules and _os.environ.get("TF_USE_LEGACY_KERAS") != "1
       "is Keras 2.", RuntimeWarning, stacklevel=2)
 _os.environ["TF_USE_LEGACY_KERAS"] = "1"
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+# TensorFlow enables its oneDNN CPU kernels only on some x86 CPUs; on this
+# project's AMD EPYC machines they were off by default, and turning them on made
+# the SNGAN training cycle ~30% faster (26 s -> 18-20 s) and a 1024x1024 matmul
+# 110 -> 143 GFLOP/s. Set TF_ENABLE_ONEDNN_OPTS=0 to opt out.
+_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"

@@ -230,3 +230,19 @@ for v in m.generator_variables:
   assert len(lines) == len(meta["sparsity"]["per_tensor"]) >= 3
   for _, name, zeros, size in lines:
     assert int(zeros) == int(np.floor(0.3 * int(size) + 1e-6)), (name, zeros, size)
+
+
+def test_mixed_precision_keeps_float32_outputs_and_restores_policy(tmp_path):
+  from regan_tf.compat import keras
+  result = _train(tmp_path, train_steps=1, mixed_precision=True, export=True, image_every=1)
+  assert result.step == 1 and np.isfinite(result.metrics["d_loss"])
+  assert keras.mixed_precision.global_policy().name == "float32"
+  sampler = tf.saved_model.load(str(tmp_path / "export"))
+  images = sampler.sample(tf.zeros([2, 16]))
+  assert images.dtype == tf.float32
+
+
+def test_impossible_sparsity_fails_before_writing(tmp_path):
+  with pytest.raises(ValueError, match="sparsity"):
+    _train(tmp_path / "run", pruning=_regan(sparsity=1.0))
+  assert not (tmp_path / "run").exists()
