@@ -28,3 +28,13 @@ def run_python(args: Sequence[str], *, env: Optional[Dict[str, str]] = None, tim
 @pytest.fixture
 def repo_root() -> str:
   return REPO
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+  """Every test starts from the same Python, NumPy and TensorFlow random state.
+
+  Tests must not pass or fail by the luck of an unseeded draw.
+  """
+  from regan_tf.compat import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(1234)
