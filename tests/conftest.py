@@ -38,3 +38,27 @@ def _seeded():
   """
   from regan_tf.compat import keras  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(1234)
+
+
+CIFAR_TAR = os.path.join(SHARED_DATA, "cifar10-jpeg-train.tar.gz")
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@pytest.fixture(scope="session")
+def cifar_jpeg_subset(tmp_path_factory) -> str:
+  """A folder train/<class>/NNNN.jpg with the first 20 CIFAR-10 JPEGs of each class.
+
+  Read from ../shared/data (the real training split); skips where it is absent.
+  """
+  import tarfile  # pylint: disable=g-import-not-at-top
+  if not os.path.exists(CIFAR_TAR):
+    pytest.skip(f"CIFAR-10 JPEG tarball not found at {CIFAR_TAR}")
+  root = tmp_path_factory.mktemp("cifar_jpeg")
+  wanted = {f"train/{c}/{i:04d}.jpg" for c in CIFAR_CLASSES for i in range(20)}
+  with tarfile.open(CIFAR_TAR, "r|gz") as tar:
+    for member in tar:
+      if member.name in wanted:
+        target = root / member.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(tar.extractfile(member).read())
+  return str(root / "train")

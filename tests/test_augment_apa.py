@@ -63,7 +63,8 @@ def test_p_falls_to_zero_when_d_does_not_overfit():
 
 
 def test_lambda_is_the_mean_sign_over_the_interval():
-  # Signs average to 0.5 < target 0.6 over the interval: p goes down, though one step is all positive.
+  # Signs average to 0.5 < target 0.6 over the interval: p goes down, though one step is all
+  # positive.
   apa = AdaptivePseudoAugment(target=0.6, initial_p=0.5, speed_kimg=1.0, interval=2)
   apa.observe(tf.constant([[1.0], [1.0], [1.0], [1.0]]))
   apa.observe(tf.constant([[1.0], [1.0], [-1.0], [-1.0]]))
@@ -175,6 +176,10 @@ def test_mirrored_strategy_two_replicas():
       # 2 steps x 2 replicas x 4 logits = 16 images: p = 16 / 100 on both replicas.
       assert np.allclose(values, [0.16, 0.16]), values
       assert np.allclose([float(v.numpy()) for v in apa.last_lambda.values], 0.75)
+      # Host side, outside the scope (cross-replica semantics: no reduction needed).
+      apa.observe(tf.ones([8, 1]))
+      apa.observe(tf.ones([8, 1]))
+      assert np.allclose([float(v.numpy()) for v in apa.p.values], 0.32)
       print("OK")
       """)
   result = run_python(["-c", script], timeout=120)

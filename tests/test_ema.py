@@ -215,6 +215,11 @@ def test_mirrored_strategy_two_replicas():
       for shadow, w0 in zip(ema.trainable_variables, start):
         for component in shadow.values:
           assert np.allclose(component.numpy(), w0 + 1.5), (component.numpy(), w0)
+      # Host side, outside the scope: 0.5 (w0 + 1.5) + 0.5 (w0 + 2) on both copies.
+      ema.update(2)
+      for shadow, w0 in zip(ema.trainable_variables, start):
+        for component in shadow.values:
+          assert np.allclose(component.numpy(), w0 + 1.75), (component.numpy(), w0)
       print("OK")
       """)
   result = run_python(["-c", script], timeout=120)
