@@ -9,6 +9,7 @@ may name, under short, stable names:
     data.tfds                  regan_tf.data.load_tfds
     models.dcgan, models.sngan regan_tf.models.<arch>.build
     regan                      regan_tf.pruning.build_controller (Re-GAN; train.pruning = @regan)
+    evaluation                 regan_tf.metrics.build_evaluator (FID/IS/KID; train.evaluation = @evaluation)
 
 Entry points call :data:`train` (the gin-configured wrapper), not
 ``trainer.train`` directly.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import gin
 
 from regan_tf import data
+from regan_tf import metrics
 from regan_tf import models
 from regan_tf import pruning
 from regan_tf import trainer
@@ -35,3 +37,6 @@ gin.external_configurable(models.sngan.build, name="sngan", module="models")
 # The trainer supplies the generator, strategy and run lengths; gin sets the Re-GAN numbers.
 gin.external_configurable(pruning.build_controller, name="regan",
                           denylist=["generator", "strategy", "steps_per_epoch", "train_steps"])
+
+# The trainer supplies the reference images and z_dim; gin picks extractor, sample count, cache.
+gin.external_configurable(metrics.build_evaluator, name="evaluation", denylist=["data", "z_dim"])

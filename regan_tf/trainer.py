@@ -231,6 +231,10 @@ def train(
     num_grid_images: int = 64,
     export: bool = True,
     pruning: Optional[Callable[..., PruningController]] = None,
+    evaluation: Optional[Callable[..., Any]] = None,
+    eval_every: int = 0,
+    eval_reference: str = "full",
+    export_best: bool = False,
     config_text: ConfigText = None,
 ) -> TrainResult:
   """Trains a GAN in ``workdir``, resuming from its latest checkpoint if any.
@@ -272,6 +276,14 @@ def train(
       train_steps=)`` (steps_per_epoch a float);
       returns the controller (and wraps the generator) for Re-GAN; None trains
       the dense baseline.
+    evaluation: called as ``evaluation(data=, z_dim=)``; returns a
+      ``regan_tf.metrics.Evaluator`` (FID / IS / KID). None: no evaluation.
+    eval_every: steps between evaluations (0: only at the end). The best
+      checkpoint by FID is kept in ``workdir/best/``.
+    eval_reference: ``full``: FID against the whole dataset (the CIFAR-10
+      fraction experiments); ``train``: against the training subset itself
+      (few-shot sets, as the paper's Table 5).
+    export_best: export the best-FID checkpoint instead of the last step.
     config_text: the operative configuration (or a callable returning it),
       written to ``operative_config.gin`` and TensorBoard.
 
@@ -297,8 +309,14 @@ def train(
                "on" if mixed_precision else "off")
 
   # ----------------------------------------------------------------- data ---
-  images = dataset()
-  images = data_lib.select_subset(images, fraction=data_fraction, rule=subset_rule, seed=seed)
+  if eval_reference not in ("full", "train"):
+    raise ValueError(f"eval_reference must be 'full' or 'train', got {eval_reference!r}.")
+  if eval_every < 0:
+    raise ValueError(f"eval_every must be >= 0 (0: evaluate at the end only), got {eval_every}.")
+  if export_best and evaluation is None:
+    raise ValueError("export_best=True needs an evaluation (train.evaluation = @evaluation) to rank checkpoints.")
+  full_images = dataset()
+  images = data_lib.select_subset(full_images, fraction=data_fraction, rule=subset_rule, seed=seed)
   steps_per_epoch = images.num_examples / (batch_size * n_critic)
   if train_epochs is not None:
     if not train_epochs > 0:
@@ -329,6 +347,11 @@ def train(
       # Slots exist before a restore, so a checkpoint restores them directly.
       _inner(g_opt).build(generator.trainable_variables)
       _inner(d_opt).build(discriminator.trainable_variables)
+    evaluator = None
+    if evaluation is not None:
+      evaluator = evaluation(data=full_images if eval_reference == "full" else images, z_dim=z_dim)
+      logging.info("Evaluation: %s on %d samples against %s.", ", ".join(evaluator.metric_names),
+                   evaluator.num_samples, "the full dataset" if eval_reference == "full" else "the training subset")
     logging.info("Generator %s: %s trainable weights; discriminator %s: %s.", generator.name,
                  f"{_count(generator):,}", discriminator.name, f"{_count(discriminator):,}")
 
@@ -337,13 +360,15 @@ def train(
     # so a bad configuration leaves nothing behind.
     os.makedirs(workdir, exist_ok=True)
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    best_fid = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_fid")
     trackables = dict(step=step_var, generator=generator, discriminator=discriminator,
-                      g_optimizer=g_opt, d_optimizer=d_opt)
+                      g_optimizer=g_opt, d_optimizer=d_opt, best_fid=best_fid)
     if controller is not None:
       trackables.update(controller.checkpoint_items())
     ckpt = tf.train.Checkpoint(**trackables)
     manager = tf.train.CheckpointManager(ckpt, os.path.join(workdir, "checkpoints"),
                                          max_to_keep=keep_checkpoints)
+    best_manager = tf.train.CheckpointManager(ckpt, os.path.join(workdir, "best"), max_to_keep=1)
     if manager.latest_checkpoint:
       try:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -415,6 +440,8 @@ def train(
               _format_duration((train_steps - step) / max(rate, 1e-9)))
         if step % image_every == 0 or step == train_steps:
           _write_grid(writer, workdir, generator, grid_z, step)
+        if evaluator is not None and ((eval_every and step % eval_every == 0) or step == train_steps):
+          metrics.update(_evaluate(evaluator, generator, writer, step, best_fid, step_var, best_manager))
         if step % checkpoint_every == 0 or step == train_steps:
           step_var.assign(step)
           manager.save(checkpoint_number=step)
@@ -430,10 +457,16 @@ def train(
 
     # ------------------------------------------------------------- export ---
     export_dir = None
+    if export and export_best and best_manager.latest_checkpoint:
+      ckpt.restore(best_manager.latest_checkpoint).assert_existing_objects_matched()
+      logging.info("Exporting the best checkpoint by FID: %s (step %d, FID %.4f).",
+                   best_manager.latest_checkpoint, int(step_var.numpy()), float(best_fid.numpy()))
+      if controller is not None:
+        controller.resync()
     if export:
       export_dir = os.path.join(workdir, "export")
       exported = controller.strip_for_export() if controller is not None else generator
-      metadata = dict(step=step, z_dim=z_dim, image_size=images.image_size,
+      metadata = dict(step=int(step_var.numpy()) if export_best else step, z_dim=z_dim, image_size=images.image_size,
                       channels=images.channels, dataset=images.name, loss=loss,
                       method="regan" if controller is not None else "dense")
       if controller is not None:
@@ -472,6 +505,26 @@ def _summary_name(key: str) -> str:
   if key in ("g_lr", "d_lr"):
     return f"learning_rate/{key}"
   return key
+
+
+def _evaluate(evaluator, generator, writer, step: int, best_fid: tf.Variable, step_var: tf.Variable,
+              best_manager: tf.train.CheckpointManager) -> Dict[str, float]:
+  """Scores the generator; keeps the checkpoint with the lowest FID in ``best/``."""
+  start = time.time()
+  scores = evaluator.evaluate(lambda z: generator(z, training=False))
+  fid_name = evaluator.metric_names[0]
+  with writer.as_default(step=step):
+    for name, value in scores.items():
+      tf.summary.scalar(f"eval/{name}", value)
+  improved = scores[fid_name] < float(best_fid.numpy())
+  logging.info("eval at step %d (%d samples, %.1f s): %s%s", step, evaluator.num_samples,
+               time.time() - start, ", ".join(f"{k} {v:.4f}" for k, v in scores.items()),
+               " (best so far)" if improved else "")
+  if improved:
+    best_fid.assign(scores[fid_name])
+    step_var.assign(step)
+    best_manager.save(checkpoint_number=step)
+  return scores
 
 
 def _write_event(writer, event) -> None:

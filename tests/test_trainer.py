@@ -246,3 +246,41 @@ def test_impossible_sparsity_fails_before_writing(tmp_path):
   with pytest.raises(ValueError, match="sparsity"):
     _train(tmp_path / "run", pruning=_regan(sparsity=1.0))
   assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------
+# Evaluation during training
+# ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def metrics_cache(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("metrics_cache"))
+
+
+def test_evaluation_logs_fid_keeps_best_and_can_export_it(tmp_path, metrics_cache):
+  from regan_tf import metrics
+  evaluation = functools.partial(metrics.build_evaluator, extractor="classifier", num_samples=64,
+                                 batch_size=32, cache_dir=metrics_cache)
+  result = _train(tmp_path, train_steps=4, eval_every=2, evaluation=evaluation, export=True,
+                  export_best=True)
+  assert np.isfinite(result.metrics["fid_digits_classifier"])
+  scalars = {}
+  for path in glob.glob(str(tmp_path / "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag.startswith("eval/"):
+          scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+  fids = scalars["eval/fid_digits_classifier"]
+  assert sorted(fids) == [2, 4] and {"eval/is_digits_classifier", "eval/kid_digits_classifier"} <= set(scalars)
+  best_step = min(fids, key=fids.get)
+  best = tf.train.latest_checkpoint(str(tmp_path / "best"))
+  assert best.endswith(f"ckpt-{best_step}")
+  meta = json.load(open(tmp_path / "export" / "regan_tf_export.json"))
+  assert meta["step"] == best_step
+
+
+def test_export_best_needs_evaluation(tmp_path):
+  with pytest.raises(ValueError, match="export_best"):
+    _train(tmp_path / "run", export_best=True)
+  assert not (tmp_path / "run").exists()
