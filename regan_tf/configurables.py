@@ -10,6 +10,8 @@ may name, under short, stable names:
     models.dcgan, models.sngan regan_tf.models.<arch>.build
     regan                      regan_tf.pruning.build_controller (Re-GAN; train.pruning = @regan)
     evaluation                 regan_tf.metrics.build_evaluator (FID/IS/KID; train.evaluation = @evaluation)
+    apa                        regan_tf.augment.AdaptivePseudoAugment (train.apa = @apa)
+    ema                        regan_tf.ema.GeneratorEMA (train.ema = @ema)
 
 Entry points call :data:`train` (the gin-configured wrapper), not
 ``trainer.train`` directly.
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import gin
 
+from regan_tf import augment
 from regan_tf import data
+from regan_tf import ema
 from regan_tf import metrics
 from regan_tf import models
 from regan_tf import pruning
@@ -40,3 +44,7 @@ gin.external_configurable(pruning.build_controller, name="regan",
 
 # The trainer supplies the reference images and z_dim; gin picks extractor, sample count, cache.
 gin.external_configurable(metrics.build_evaluator, name="evaluation", denylist=["data", "z_dim"])
+
+# APA and the generator EMA: gin sets their numbers; the trainer supplies the strategy and models.
+gin.external_configurable(augment.AdaptivePseudoAugment, name="apa", denylist=["strategy"])
+gin.external_configurable(ema.GeneratorEMA, name="ema", denylist=["generator", "controller", "strategy"])

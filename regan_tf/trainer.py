@@ -29,11 +29,13 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tupl
 from absl import logging
 import numpy as np
 
+from regan_tf import augment as augment_lib
 from regan_tf import data as data_lib
 from regan_tf import export as export_lib
 from regan_tf import images as images_lib
 from regan_tf import losses as losses_lib
 from regan_tf import models as models_lib
+from regan_tf.pruning import strip as pruning_strip
 from regan_tf.compat import keras, tf
 
 ConfigText = Union[str, Callable[[], str], None]
@@ -231,6 +233,9 @@ def train(
     num_grid_images: int = 64,
     export: bool = True,
     pruning: Optional[Callable[..., PruningController]] = None,
+    diffaugment: str = "",
+    apa: Optional[Callable[..., Any]] = None,
+    ema: Optional[Callable[..., Any]] = None,
     evaluation: Optional[Callable[..., Any]] = None,
     eval_every: int = 0,
     eval_reference: str = "full",
@@ -276,6 +281,15 @@ def train(
       train_steps=)`` (steps_per_epoch a float);
       returns the controller (and wraps the generator) for Re-GAN; None trains
       the dense baseline.
+    diffaugment: DiffAugment policy applied to every image D sees, real and
+      generated, in D and G steps (e.g. ``color,translation,cutout``; ``""``
+      off). See ``regan_tf.augment``.
+    apa: called as ``apa(strategy=)``; returns an
+      ``regan_tf.augment.AdaptivePseudoAugment`` (generated images shown to D
+      as real with an adaptive probability p). None: off.
+    ema: called as ``ema(generator=, controller=, strategy=)``; returns a
+      ``regan_tf.ema.GeneratorEMA``, whose model is then used for sample
+      grids, evaluation and export. None: no EMA.
     evaluation: called as ``evaluation(data=, z_dim=)``; returns a
       ``regan_tf.metrics.Evaluator`` (FID / IS / KID). None: no evaluation.
     eval_every: steps between evaluations (0: only at the end). The best
@@ -301,6 +315,7 @@ def train(
             g_lr=g_lr, d_lr=d_lr, checkpoint_every=checkpoint_every, log_every=log_every,
             image_every=image_every, keep_checkpoints=keep_checkpoints)
   g_loss_fn, d_loss_fn = losses_lib.get(loss)
+  policy = augment_lib.parse_policy(diffaugment)
   use_jit = resolve_jit_compile(jit_compile, dist)
   if mixed_precision and not _on_gpu(dist):
     logging.warning("mixed_precision on CPU is slow (float16 is emulated); it is meant for GPUs.")
@@ -344,6 +359,9 @@ def train(
       g_rate = controller.learning_rate(g_lr) if controller is not None else g_lr
       g_opt = _make_optimizer(g_rate, beta1, beta2, mixed_precision, "g_adam")
       d_opt = _make_optimizer(d_lr, beta1, beta2, mixed_precision, "d_adam")
+      apa_state = apa(strategy=dist) if apa is not None else None
+      # Built after G and D: cloning draws from Keras's global RNG.
+      ema_state = ema(generator=generator, controller=controller, strategy=dist) if ema is not None else None
       # Slots exist before a restore, so a checkpoint restores them directly.
       _inner(g_opt).build(generator.trainable_variables)
       _inner(d_opt).build(discriminator.trainable_variables)
@@ -363,8 +381,9 @@ def train(
     best_fid = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_fid")
     trackables = dict(step=step_var, generator=generator, discriminator=discriminator,
                       g_optimizer=g_opt, d_optimizer=d_opt, best_fid=best_fid)
-    if controller is not None:
-      trackables.update(controller.checkpoint_items())
+    for part in (controller, apa_state, ema_state):
+      if part is not None:
+        trackables.update(part.checkpoint_items())
     ckpt = tf.train.Checkpoint(**trackables)
     manager = tf.train.CheckpointManager(ckpt, os.path.join(workdir, "checkpoints"),
                                          max_to_keep=keep_checkpoints)
@@ -395,7 +414,9 @@ def train(
         dist=dist, generator=generator, discriminator=discriminator, g_opt=g_opt, d_opt=d_opt,
         g_loss_fn=g_loss_fn, d_loss_fn=d_loss_fn, gp_weight=gp_weight, z_dim=z_dim,
         local_batch=batch_size // replicas, n_critic=n_critic, seed=seed, jit=use_jit,
-        controller=controller)
+        controller=controller, policy=policy, apa=apa_state, ema=ema_state)
+    # What samples, evaluates and exports: the EMA generator when there is one.
+    sampler = ema_state.model if ema_state is not None else generator
     grid_z = tf.random.stateless_normal([num_grid_images, z_dim], seed=[seed, 7919])
 
     # --------------------------------------------------------------- loop ---
@@ -428,8 +449,9 @@ def train(
           metrics["images_per_sec"] = rate * batch_size * (n_critic + 1)
           metrics["g_lr"] = float(_lr(g_opt))
           metrics["d_lr"] = float(_lr(d_opt))
-          if controller is not None:
-            metrics.update(controller.summary_scalars())
+          for part in (controller, apa_state):
+            if part is not None:
+              metrics.update(part.summary_scalars())
           with writer.as_default(step=step):
             for k, v in metrics.items():
               tf.summary.scalar(_summary_name(k), v)
@@ -439,9 +461,9 @@ def train(
               metrics["g_loss"], metrics["d_real"], metrics["d_fake"],
               _format_duration((train_steps - step) / max(rate, 1e-9)))
         if step % image_every == 0 or step == train_steps:
-          _write_grid(writer, workdir, generator, grid_z, step)
+          _write_grid(writer, workdir, sampler, grid_z, step)
         if evaluator is not None and ((eval_every and step % eval_every == 0) or step == train_steps):
-          metrics.update(_evaluate(evaluator, generator, writer, step, best_fid, step_var, best_manager))
+          metrics.update(_evaluate(evaluator, sampler, writer, step, best_fid, step_var, best_manager))
         if step % checkpoint_every == 0 or step == train_steps:
           step_var.assign(step)
           manager.save(checkpoint_number=step)
@@ -465,10 +487,14 @@ def train(
         controller.resync()
     if export:
       export_dir = os.path.join(workdir, "export")
-      exported = controller.strip_for_export() if controller is not None else generator
+      if controller is not None:
+        exported = pruning_strip(sampler)
+      else:
+        exported = sampler
       metadata = dict(step=int(step_var.numpy()) if export_best else step, z_dim=z_dim, image_size=images.image_size,
                       channels=images.channels, dataset=images.name, loss=loss,
-                      method="regan" if controller is not None else "dense")
+                      method="regan" if controller is not None else "dense",
+                      ema=ema_state is not None, diffaugment=",".join(policy), apa=apa_state is not None)
       if controller is not None:
         per_tensor = controller.export_sparsity_per_tensor(exported)
         metadata["sparsity"] = {
@@ -598,16 +624,26 @@ class _Iteration:
 
 def _build_iteration(*, dist, generator, discriminator, g_opt, d_opt, g_loss_fn, d_loss_fn,
                      gp_weight: float, z_dim: int, local_batch: int, n_critic: int, seed: int,
-                     jit: bool, controller: Optional[PruningController]) -> _Iteration:
+                     jit: bool, controller: Optional[PruningController], policy: Tuple[str, ...] = (),
+                     apa: Any = None, ema: Any = None) -> _Iteration:
   """Builds the per-replica training iteration and wraps it for the strategy."""
   replicas = dist.num_replicas_in_sync
   mixed = isinstance(g_opt, keras.mixed_precision.LossScaleOptimizer)
 
-  def latents(step, k):
+  def stream_seed(step, k):
     replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
-    stream = step * (n_critic + 1) + k
-    return tf.random.stateless_normal(
-        [local_batch, z_dim], seed=tf.stack([tf.constant(seed, tf.int64) * 1000003 + replica, stream]))
+    return tf.stack([tf.constant(seed, tf.int64) * 1000003 + replica, step * (n_critic + 1) + k])
+
+  def latents(step, k):
+    return tf.random.stateless_normal([local_batch, z_dim], seed=stream_seed(step, k))
+
+  def augment(images, step, k, salt):
+    # Salts keep the augmentation draws of reals (1), D-step fakes (2) and
+    # G-step fakes (3) apart from each other and from the latents.
+    if not policy:
+      return images
+    seed_ = tf.random.experimental.stateless_fold_in(stream_seed(step, k), salt)
+    return augment_lib.diff_augment(images, policy, seed=seed_)
 
   def scaled(loss, opt):
     # Computed inside the tape. Losses are batch means on this replica and the
@@ -620,22 +656,27 @@ def _build_iteration(*, dist, generator, discriminator, g_opt, d_opt, g_loss_fn,
     grads = tape.gradient(scaled_loss, variables)
     return opt.get_unscaled_gradients(grads) if mixed else grads
 
-  def d_step(real, z):
+  def d_step(real, z, step, k):
     fake = generator(z, training=True)
+    if apa is not None:
+      real = apa.apply(real, fake, seed=tf.random.experimental.stateless_fold_in(stream_seed(step, k), 4))
+    real_in, fake_in = augment(real, step, k, 1), augment(fake, step, k, 2)
     with tf.GradientTape() as tape:
-      real_logits = tf.cast(discriminator(real, training=True), tf.float32)
-      fake_logits = tf.cast(discriminator(fake, training=True), tf.float32)
+      real_logits = tf.cast(discriminator(real_in, training=True), tf.float32)
+      fake_logits = tf.cast(discriminator(fake_in, training=True), tf.float32)
       loss = d_loss_fn(real_logits, fake_logits)
       if gp_weight:
-        loss += gp_weight * losses_lib.gradient_penalty(discriminator, real, fake)
+        loss += gp_weight * losses_lib.gradient_penalty(discriminator, real_in, fake_in)
       scaled_loss = scaled(loss, d_opt)
     variables = discriminator.trainable_variables
     d_opt.apply_gradients(zip(gradients(tape, scaled_loss, variables, d_opt), variables))
+    if apa is not None:
+      apa.observe(real_logits)
     return loss, tf.reduce_mean(real_logits), tf.reduce_mean(fake_logits)
 
-  def g_step(z):
+  def g_step(z, step):
     with tf.GradientTape() as tape:
-      fake = generator(z, training=True)
+      fake = augment(generator(z, training=True), step, n_critic, 3)
       fake_logits = tf.cast(discriminator(fake, training=True), tf.float32)
       loss = g_loss_fn(fake_logits)
       scaled_loss = scaled(loss, g_opt)
@@ -646,13 +687,15 @@ def _build_iteration(*, dist, generator, discriminator, g_opt, d_opt, g_loss_fn,
     g_opt.apply_gradients(zip(grads, variables))
     if controller is not None:
       controller.apply_masks()
+    if ema is not None:
+      ema.update(step)  # after the masks: under Re-GAN it also zeroes masked EMA entries
     return loss
 
   def replica_fn(reals, step):
     d_loss = d_real = d_fake = 0.0
     for k, real in enumerate(reals):
-      d_loss, d_real, d_fake = d_step(real, latents(step, k))
-    g_loss = g_step(latents(step, n_critic))
+      d_loss, d_real, d_fake = d_step(real, latents(step, k), step, k)
+    g_loss = g_step(latents(step, n_critic), step)
     return dict(d_loss=d_loss, g_loss=g_loss, d_real=d_real, d_fake=d_fake)
 
   return _Iteration(dist, replica_fn, n_critic, jit)

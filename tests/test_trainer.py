@@ -284,3 +284,38 @@ def test_export_best_needs_evaluation(tmp_path):
   with pytest.raises(ValueError, match="export_best"):
     _train(tmp_path / "run", export_best=True)
   assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------
+# DiffAugment, APA and generator EMA through the trainer
+# ----------------------------------------------------------------------------
+
+
+def test_augmentations_and_ema_train_resume_and_export(tmp_path):
+  from regan_tf import augment, ema
+  settings = dict(diffaugment="color,translation,cutout",
+                  apa=functools.partial(augment.AdaptivePseudoAugment, target=0.6, interval=1,
+                                        speed_kimg=0.01),
+                  ema=functools.partial(ema.GeneratorEMA, decay=0.9),
+                  pruning=_regan(), checkpoint_every=1, keep_checkpoints=10)
+  # warmup=1, g=2: step 0 warm-up, steps 1-2 sparse; the run ends (and exports) in the sparse phase.
+  straight = _train(tmp_path / "straight", train_steps=3, export=True, **settings)
+  assert 0.0 <= straight.metrics["apa/p"] <= 1.0
+  _train(tmp_path / "resumed", train_steps=2, **settings)
+  _train(tmp_path / "resumed", train_steps=3, **settings)
+  a, b = _generator_weights(tmp_path / "straight"), _generator_weights(tmp_path / "resumed")
+  for name in a:
+    np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+  reader = tf.train.load_checkpoint(str(tmp_path / "straight" / "checkpoints"))
+  names = reader.get_variable_to_shape_map()
+  assert any(n.startswith("generator_ema/") for n in names) and "apa_p/.ATTRIBUTES/VARIABLE_VALUE" in names
+  meta = json.load(open(tmp_path / "straight" / "export" / "regan_tf_export.json"))
+  assert meta["ema"] and meta["apa"] and meta["diffaugment"] == "color,translation,cutout"
+  # The export is the EMA generator, stripped, with the Re-GAN zeros of the last sparse phase.
+  assert meta["sparsity"]["overall"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_unknown_diffaugment_policy_fails_before_writing(tmp_path):
+  with pytest.raises(ValueError, match="colour"):
+    _train(tmp_path / "run", diffaugment="colour")
+  assert not (tmp_path / "run").exists()
