@@ -165,3 +165,32 @@ def test_sngan_cifar_gin_trains_regan_on_cifar_jpegs(tmp_path, cifar_jpeg_subset
   # The reference SNGAN prunes every parameter: biases and batch-norm scales/offsets are pruned tensors too.
   names = meta["sparsity"]["per_tensor"]
   assert any(n.endswith("/bias") for n in names) and any(n.endswith("/gamma") for n in names)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gin_name, expect", [
+    ("cifar_jpeg_diffaug.gin", '"diffaugment": "color,translation,cutout"'),
+    ("cifar_jpeg_apa.gin", '"apa": true'),
+    ("fewshot_sngan64.gin", '"ema": true'),
+])
+def test_augmentation_setups_train_on_cifar_jpegs(tmp_path, cifar_jpeg_subset, gin_name, expect):
+  """Each augmentation set-up's gin file trains a few steps on real CIFAR-10 JPEGs and exports."""
+  workdir = tmp_path / "run"
+  bindings = [
+      f"data.image_folder.path = '{cifar_jpeg_subset}'",
+      "train.data_fraction = 0.5", "train.subset_rule = 'stratified'",
+      "models.sngan.g_channels = 8", "models.sngan.d_channels = 8",
+      "train.batch_size = 8", "train.n_critic = 1", "train.train_steps = 3",
+      "train.train_epochs = None", "regan.warmup = 1", "regan.g = 1",
+      "regan.warmup_epochs = None", "regan.g_epochs = None",
+      "train.evaluation = None", "train.eval_every = 0", "train.log_every = 1",
+  ]
+  proc = run_python(["-m", "regan_tf.train", f"--gin_file={os.path.join(REPO, 'gin', gin_name)}",
+                     f"--workdir={workdir}", *[f"--gin_bindings={b}" for b in bindings]], timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  meta_text = open(workdir / "export" / "regan_tf_export.json").read()
+  assert expect in meta_text
+  meta = json.loads(meta_text)
+  size = 64 if "fewshot" in gin_name else 32
+  assert meta["image_size"] == size and meta["step"] == 3
+  assert "Re-GAN step 1: sparse phase 1" in proc.stderr
