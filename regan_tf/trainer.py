@@ -240,6 +240,7 @@ def train(
     eval_every: int = 0,
     eval_reference: str = "full",
     export_best: bool = False,
+    profile_steps: Optional[Sequence[int]] = None,
     config_text: ConfigText = None,
 ) -> TrainResult:
   """Trains a GAN in ``workdir``, resuming from its latest checkpoint if any.
@@ -298,6 +299,9 @@ def train(
       fraction experiments); ``train``: against the training subset itself
       (few-shot sets, as the paper's Table 5).
     export_best: export the best-FID checkpoint instead of the last step.
+    profile_steps: ``(first, last)``: capture a TensorFlow profiler trace of
+      steps first..last (inclusive, 0-based) into the run's TensorBoard
+      directory (the Profile tab: op times, memory, FLOPs of the traced ops).
     config_text: the operative configuration (or a callable returning it),
       written to ``operative_config.gin`` and TensorBoard.
 
@@ -328,6 +332,9 @@ def train(
     raise ValueError(f"eval_reference must be 'full' or 'train', got {eval_reference!r}.")
   if eval_every < 0:
     raise ValueError(f"eval_every must be >= 0 (0: evaluate at the end only), got {eval_every}.")
+  if profile_steps is not None:
+    if len(profile_steps) != 2 or not 0 <= profile_steps[0] <= profile_steps[1]:
+      raise ValueError(f"profile_steps must be (first, last) with 0 <= first <= last, got {profile_steps!r}.")
   if export_best and evaluation is None:
     raise ValueError("export_best=True needs an evaluation (train.evaluation = @evaluation) to rank checkpoints.")
   full_images = dataset()
@@ -425,13 +432,22 @@ def train(
     if step >= train_steps:
       logging.info("Run already complete (step %d of %d).", step, train_steps)
     last_time, last_step, loop_start = time.time(), step, time.time()
+    profiling = False
     try:
       while step < train_steps:
         if controller is not None:
           # The controller logs phase changes itself; TensorBoard gets their numbers.
           for event in controller.before_g_step(step, g_opt):
             _write_event(writer, event)
+        if profile_steps is not None and step == profile_steps[0]:
+          tf.profiler.experimental.start(workdir)
+          profiling = True
+          logging.info("Profiling steps %d..%d into %s.", profile_steps[0], profile_steps[1], workdir)
         step_metrics = iteration(iterator, tf.constant(step, tf.int64))
+        if profile_steps is not None and step == profile_steps[1]:
+          float(step_metrics["g_loss"])  # the traced steps must have finished
+          tf.profiler.experimental.stop()
+          profiling = False
         if step == start_step and use_jit and iteration.fell_back:
           use_jit = False
         step += 1
@@ -473,6 +489,8 @@ def train(
       logging.warning("Interrupted at step %d; saved %s. Rerun the same command to resume.", step, path)
       raise
     finally:
+      if profiling:
+        tf.profiler.experimental.stop()
       writer.flush()
     if step > start_step:
       logging.info("Trained steps %d..%d in %s.", start_step, step, _format_duration(time.time() - loop_start))

@@ -319,3 +319,14 @@ def test_unknown_diffaugment_policy_fails_before_writing(tmp_path):
   with pytest.raises(ValueError, match="colour"):
     _train(tmp_path / "run", diffaugment="colour")
   assert not (tmp_path / "run").exists()
+
+
+def test_profiler_trace_is_written_for_the_chosen_steps(tmp_path):
+  _train(tmp_path, train_steps=3, profile_steps=(1, 2))
+  traces = glob.glob(str(tmp_path / "plugins" / "profile" / "*" / "*.xplane.pb"))
+  assert len(traces) == 1 and os.path.getsize(traces[0]) > 0
+
+
+def test_bad_profile_steps(tmp_path):
+  with pytest.raises(ValueError, match="profile_steps"):
+    _train(tmp_path / "run", profile_steps=(3, 1))
