@@ -22,6 +22,7 @@ step; inside the compiled step the generator's gradients go through
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
@@ -32,6 +33,7 @@ import numpy as np
 from regan_tf import augment as augment_lib
 from regan_tf import data as data_lib
 from regan_tf import export as export_lib
+from regan_tf import flops as flops_lib
 from regan_tf import images as images_lib
 from regan_tf import losses as losses_lib
 from regan_tf import models as models_lib
@@ -380,6 +382,29 @@ def train(
     logging.info("Generator %s: %s trainable weights; discriminator %s: %s.", generator.name,
                  f"{_count(generator):,}", discriminator.name, f"{_count(discriminator):,}")
 
+    # FLOPs per image from TensorFlow's profiler: what each iteration executes,
+    # and (under Re-GAN) what it costs counted on nonzero weights.
+    f_g = flops_lib.forward_flops(generator, (z_dim,), batch_size=batch_size)
+    f_d = flops_lib.forward_flops(discriminator, (images.image_size, images.image_size, images.channels),
+                                  batch_size=batch_size)
+    g_layer_flops = flops_lib.layer_forward_flops(generator)
+    pruned_layers = flops_lib.pruned_layer_names(generator) if controller is not None else None
+    schedule = controller.schedule if controller is not None else None
+
+    def flops_so_far(at_step: int) -> Dict[str, float]:
+      totals = flops_lib.schedule_flops(g_layer_flops, f_d, batch_size, n_critic, at_step, schedule,
+                                        f_g=f_g, pruned_layers=pruned_layers)
+      executed, effective = totals["executed_total"], totals["regan_effective_total"]
+      return {"flops/executed_total": executed, "flops/effective_total": effective,
+              "flops/savings_percent": 100.0 * (1.0 - effective / executed) if executed else 0.0}
+
+    run_flops = flops_lib.schedule_flops(g_layer_flops, f_d, batch_size, n_critic, train_steps, schedule,
+                                         f_g=f_g, pruned_layers=pruned_layers)
+    logging.info("FLOPs per image: G %.4g, D %.4g; projected run: %.4g executed, %.4g effective (%.2f%% "
+                 "saved on nonzero weights; dense kernels do not run faster on masked weights).",
+                 f_g, f_d, run_flops["executed_total"], run_flops["regan_effective_total"],
+                 run_flops["savings_percent"])
+
     # ------------------------------------------------------------ restore ---
     # The run directory appears only once data and models are known to load,
     # so a bad configuration leaves nothing behind.
@@ -405,6 +430,12 @@ def train(
             f"wrote it, or start a new run with another --workdir.") from e
       logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, int(step_var.numpy()))
     start_step = int(step_var.numpy())
+    _write_text_atomic(os.path.join(workdir, "flops.json"), json.dumps(dict(
+        g_forward_per_image=f_g, d_forward_per_image=f_d, g_layer_forward_per_image=g_layer_flops,
+        batch_size=batch_size, n_critic=n_critic, train_steps=train_steps,
+        note="Effective FLOPs count pruned layers in proportion to their nonzero weights during sparse "
+             "phases, as the Re-GAN paper does; executed FLOPs are what dense kernels run.",
+        projected={k: v for k, v in run_flops.items() if isinstance(v, (int, float))}), indent=2))
 
     writer = tf.summary.create_file_writer(workdir)
     text = _config_text(config_text)
@@ -465,6 +496,7 @@ def train(
           metrics["images_per_sec"] = rate * batch_size * (n_critic + 1)
           metrics["g_lr"] = float(_lr(g_opt))
           metrics["d_lr"] = float(_lr(d_opt))
+          metrics.update(flops_so_far(step))
           for part in (controller, apa_state):
             if part is not None:
               metrics.update(part.summary_scalars())

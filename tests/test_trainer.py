@@ -330,3 +330,20 @@ def test_profiler_trace_is_written_for_the_chosen_steps(tmp_path):
 def test_bad_profile_steps(tmp_path):
   with pytest.raises(ValueError, match="profile_steps"):
     _train(tmp_path / "run", profile_steps=(3, 1))
+
+
+def test_flops_are_logged_and_written(tmp_path):
+  _train(tmp_path, train_steps=4, pruning=_regan())
+  report = json.load(open(tmp_path / "flops.json"))
+  assert report["g_forward_per_image"] > 0 and report["d_forward_per_image"] > 0
+  assert report["projected"]["regan_effective_total"] < report["projected"]["executed_total"]
+  values = {}
+  for path in glob.glob(str(tmp_path / "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag.startswith("flops/"):
+          values.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+  executed, effective = values["flops/executed_total"], values["flops/effective_total"]
+  # Cumulative and exact: 4 equal iterations executed; steps 1-2 were sparse, so effective is lower.
+  assert executed[4] == pytest.approx(4 * executed[1])
+  assert effective[1] == pytest.approx(executed[1]) and effective[4] < executed[4]

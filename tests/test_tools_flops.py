@@ -1,0 +1,30 @@
+"""Tests for tools/flops.py, run as a subprocess."""
+
+import json
+import os
+
+from conftest import REPO, run_python
+
+
+def test_flops_tool_on_digits_config(tmp_path):
+  json_out = str(tmp_path / "out" / "flops.json")
+  result = run_python([os.path.join(REPO, "tools", "flops.py"),
+                       f"--gin_file={os.path.join(REPO, 'gin', 'regan_digits.gin')}",
+                       f"--json_out={json_out}"], timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "savings" in result.stdout
+  assert "dense kernels do not run faster on masked weights" in result.stdout
+  with open(json_out) as f:
+    figures = json.load(f)
+  # gin/regan_digits.gin: 3000 steps, warm-up 300, g 300, ending sparse: 1500 sparse steps.
+  assert figures["train_steps"] == 3000 and figures["sparse_steps"] == 1500
+  assert (figures["image_size"], figures["channels"]) == (32, 1)
+  assert 0 < figures["savings_percent"] < 30
+  assert figures["regan_effective_total"] < figures["dense_total"] == figures["executed_total"]
+
+
+def test_flops_tool_reports_bad_gin():
+  result = run_python([os.path.join(REPO, "tools", "flops.py"), "--gin_file=does_not_exist.gin"],
+                      timeout=120)
+  assert result.returncode == 2
+  assert "does_not_exist.gin" in result.stderr
