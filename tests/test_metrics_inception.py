@@ -7,6 +7,7 @@ import pytest
 
 from regan_tf import data
 from regan_tf import metrics
+from regan_tf import netcheck
 from regan_tf.metrics import inception
 
 
@@ -25,7 +26,7 @@ def test_offline_without_module_fails_fast_with_instructions(tmp_path, monkeypat
 
 def test_offline_on_this_machine_fails_fast(tmp_path, monkeypatch):
   """The real probe (tfhub.dev) on a machine without internet; skipped when online."""
-  if not inception._unreachable_hosts(inception.DOWNLOAD_HOSTS, 2.0):
+  if not netcheck.unreachable_hosts(inception.DOWNLOAD_HOSTS, 2.0):
     pytest.skip("tfhub.dev is reachable; the offline failure cannot be observed here.")
   monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "hub"))
   start = time.monotonic()

@@ -22,11 +22,9 @@ images reach the trainer in the same element format whichever source read them.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import numbers
 import os
-import socket
 import time
 from typing import List, Optional, Sequence, Tuple
 import urllib.parse
@@ -34,6 +32,7 @@ import urllib.parse
 from absl import logging
 import numpy as np
 
+from regan_tf import netcheck
 from regan_tf.compat import tf
 
 __all__ = [
@@ -412,20 +411,10 @@ def _how_to_get(name: str, data_dir: Optional[str]) -> str:
           f"(load_image_folder).")
 
 
-def _can_connect(host: str, port: int) -> bool:
-  try:
-    socket.create_connection((host, port), timeout=_NETWORK_TIMEOUT_S).close()
-    return True
-  except OSError:
-    return False
-
-
 def _check_download_hosts(builder, name: str, data_dir: Optional[str]) -> None:
   """Raises at once if the builder's download hosts cannot be reached.
 
   Without this, an offline tfds.download_and_prepare retries for minutes.
-  Name resolution is not covered by socket timeouts, so each connection runs in
-  a thread and is abandoned after the timeout.
   """
   try:
     urls = list(builder.url_infos or ())
@@ -440,11 +429,7 @@ def _check_download_hosts(builder, name: str, data_dir: Optional[str]) -> None:
         hosts.append(target)
   hosts = hosts[:4] or [(_FALLBACK_HOST, 443)]
 
-  pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(hosts))
-  futures = {pool.submit(_can_connect, h, p): (h, p) for h, p in hosts}
-  done, _ = concurrent.futures.wait(futures, timeout=_NETWORK_TIMEOUT_S + 0.5)
-  pool.shutdown(wait=False)  # stuck DNS look-ups finish in the background
-  unreachable = [f"{h}:{p}" for f, (h, p) in futures.items() if f not in done or not f.result()]
+  unreachable = netcheck.unreachable_hosts(hosts, _NETWORK_TIMEOUT_S)
   if unreachable:
     raise ConnectionError(
         f"TFDS dataset '{name}' is not prepared in {builder.data_dir!r} and download=True, but its "

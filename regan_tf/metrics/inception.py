@@ -22,14 +22,13 @@ once, with these instructions.
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import os
-import socket
 from typing import Optional, Sequence, Tuple
 
 from absl import logging
 
+from regan_tf import netcheck
 from regan_tf.compat import tf
 from regan_tf.metrics.extractors import FeatureExtractor
 
@@ -49,27 +48,6 @@ def _how_to_get() -> str:
           f"inception.tar.gz -C inception; then pass inception_path=<that folder> "
           f"(--inception_path=... for tools/eval.py and tools/fid_stats.py), or use the offline "
           f"classifier extractor (extractor='classifier') for labelled data.")
-
-
-def _can_connect(host: str, port: int, timeout: float) -> bool:
-  try:
-    socket.create_connection((host, port), timeout=timeout).close()
-    return True
-  except OSError:
-    return False
-
-
-def _unreachable_hosts(hosts: Sequence[Tuple[str, int]], timeout: float):
-  """Hosts that do not accept a TCP connection within ``timeout`` seconds.
-
-  DNS look-ups ignore socket timeouts, so each probe runs in a thread that is
-  abandoned (not joined) when the deadline passes.
-  """
-  pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(hosts))
-  futures = {pool.submit(_can_connect, h, p, timeout): (h, p) for h, p in hosts}
-  done, _ = concurrent.futures.wait(futures, timeout=timeout + 0.5)
-  pool.shutdown(wait=False)
-  return [f"{h}:{p}" for f, (h, p) in futures.items() if f not in done or not f.result()]
 
 
 def _hub_cached_path(handle: str) -> Optional[str]:
@@ -121,7 +99,7 @@ def load_inception(inception_path: Optional[str] = None) -> InceptionExtractor:
   else:
     source = _hub_cached_path(INCEPTION_TFHUB)
     if source is None:
-      unreachable = _unreachable_hosts(DOWNLOAD_HOSTS, PROBE_TIMEOUT_S)
+      unreachable = netcheck.unreachable_hosts(DOWNLOAD_HOSTS, PROBE_TIMEOUT_S)
       if unreachable:
         raise ConnectionError(
             f"The Inception network for FID/IS/KID is not available offline: inception_path is "
