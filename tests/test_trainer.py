@@ -30,6 +30,18 @@ def _train(workdir, **kwargs):
   return trainer.train(**settings)
 
 
+def _summaries(workdir):
+  """TensorBoard values of a run: {tag: {step: value}} (numeric scalars as floats, others raw)."""
+  values = {}
+  for path in glob.glob(os.path.join(str(workdir), "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        array = tf.make_ndarray(value.tensor) if value.HasField("tensor") else value.simple_value
+        numeric = np.ndim(array) == 0 and np.issubdtype(np.asarray(array).dtype, np.number)
+        values.setdefault(value.tag, {})[event.step] = float(array) if numeric else array
+  return values
+
+
 def _generator_weights(workdir):
   """The generator variables of the latest checkpoint in ``workdir``, by name."""
   reader = tf.train.load_checkpoint(os.path.join(str(workdir), "checkpoints"))
@@ -75,11 +87,7 @@ def test_workdir_contents(tmp_path):
   assert sorted(os.listdir(tmp_path / "samples")) == ["step_00000002.png"]
   assert os.path.exists(tmp_path / "export" / "saved_model.pb")
   assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p or ".old-" in p]
-  tags = set()
-  for path in glob.glob(str(tmp_path / "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        tags.add(value.tag)
+  tags = set(_summaries(tmp_path))
   assert {"loss/d_loss", "loss/g_loss", "discriminator/d_real", "learning_rate/g_lr",
           "speed/steps_per_sec", "samples/fixed_z"} <= tags
 
@@ -184,12 +192,7 @@ def test_regan_phases_in_checkpoints_and_tensorboard(tmp_path):
     for name, mask in masks.items():
       zeros = int((mask == 0).sum())
       assert zeros == (mask.size // 2 if sparse else 0), (step, name, zeros)
-  tags = {}
-  for path in glob.glob(str(tmp_path / "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        tags.setdefault(value.tag, {})[event.step] = tf.make_ndarray(value.tensor) if value.HasField(
-            "tensor") else value.simple_value
+  tags = _summaries(tmp_path)
   assert {"regan/phase", "regan/lr_factor", "regan/sparsity/overall", "regan/masked_weights"} <= set(tags)
   assert float(tags["regan/phase"][1]) == 1 and float(tags["regan/phase"][3]) == 2
   assert float(tags["learning_rate/g_lr"][4]) == pytest.approx(1e-4)  # step 3 ran dense at 0.1x
@@ -265,12 +268,7 @@ def test_evaluation_logs_fid_keeps_best_and_can_export_it(tmp_path, metrics_cach
   result = _train(tmp_path, train_steps=4, eval_every=2, evaluation=evaluation, export=True,
                   export_best=True)
   assert np.isfinite(result.metrics["fid_digits_classifier"])
-  scalars = {}
-  for path in glob.glob(str(tmp_path / "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag.startswith("eval/"):
-          scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+  scalars = {tag: v for tag, v in _summaries(tmp_path).items() if tag.startswith("eval/")}
   fids = scalars["eval/fid_digits_classifier"]
   assert sorted(fids) == [2, 4] and {"eval/is_digits_classifier", "eval/kid_digits_classifier"} <= set(scalars)
   best_step = min(fids, key=fids.get)
@@ -337,12 +335,7 @@ def test_flops_are_logged_and_written(tmp_path):
   report = json.load(open(tmp_path / "flops.json"))
   assert report["g_forward_per_image"] > 0 and report["d_forward_per_image"] > 0
   assert report["projected"]["regan_effective_total"] < report["projected"]["executed_total"]
-  values = {}
-  for path in glob.glob(str(tmp_path / "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag.startswith("flops/"):
-          values.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+  values = _summaries(tmp_path)
   executed, effective = values["flops/executed_total"], values["flops/effective_total"]
   # Cumulative and exact: 4 equal iterations executed; steps 1-2 were sparse, so effective is lower.
   assert executed[4] == pytest.approx(4 * executed[1])
