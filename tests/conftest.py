@@ -62,3 +62,21 @@ def cifar_jpeg_subset(tmp_path_factory) -> str:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(tar.extractfile(member).read())
   return str(root / "train")
+
+
+def make_tiny_generator(z_dim: int = 8, seed: int = 0):
+  """z [B, z_dim] -> images [B, 8, 8, 3]: Dense "fc", Reshape, Conv2D "conv", BN "bn", Conv2DTranspose "to_rgb".
+
+  The small Functional generator the pruning and EMA tests wrap; seeded, so two
+  calls with the same seed give the same weights.
+  """
+  from regan_tf.compat import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(seed)
+  z = keras.Input((z_dim,), name="z")
+  x = keras.layers.Dense(4 * 4 * 6, name="fc")(z)
+  x = keras.layers.Reshape((4, 4, 6))(x)
+  x = keras.layers.Conv2D(5, 3, padding="same", name="conv")(x)
+  x = keras.layers.BatchNormalization(name="bn")(x)
+  x = keras.layers.ReLU()(x)
+  x = keras.layers.Conv2DTranspose(3, 3, strides=2, padding="same", name="to_rgb")(x)
+  return keras.Model(z, keras.layers.Activation("tanh")(x), name="tiny_g")

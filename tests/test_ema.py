@@ -10,21 +10,12 @@ from regan_tf.compat import keras, tf
 from regan_tf.ema import GeneratorEMA
 from regan_tf.pruning import build_controller, pruned_tensors
 from regan_tf.pruning.schedule import Phase
+from conftest import make_tiny_generator
 
 Z = tf.random.stateless_normal([4, 8], seed=(0, 1))
 
 
-def make_generator(seed: int = 0) -> keras.Model:
-  """z [B, 8] -> images [B, 8, 8, 3]: Dense, Reshape, Conv2D, BN, Conv2DTranspose."""
-  keras.utils.set_random_seed(seed)
-  z = keras.Input((8,), name="z")
-  x = keras.layers.Dense(4 * 4 * 6, name="fc")(z)
-  x = keras.layers.Reshape((4, 4, 6))(x)
-  x = keras.layers.Conv2D(5, 3, padding="same", name="conv")(x)
-  x = keras.layers.BatchNormalization(name="bn")(x)
-  x = keras.layers.ReLU()(x)
-  x = keras.layers.Conv2DTranspose(3, 3, strides=2, padding="same", name="to_rgb")(x)
-  return keras.Model(z, keras.layers.Activation("tanh")(x), name="tiny_g")
+make_generator = make_tiny_generator
 
 
 def perturb(model: keras.Model, step: int, trainable_only: bool = False) -> None:

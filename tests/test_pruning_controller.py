@@ -14,22 +14,13 @@ from regan_tf.pruning import masks
 from regan_tf.pruning.controller import ReganController, build_controller
 from regan_tf.pruning.schedule import Phase, ReganSchedule
 from regan_tf.pruning.wrapper import prune_generator, pruned_tensors
+from conftest import make_tiny_generator
 
 WARMUP, G = 3, 3  # warm-up 0..2, sparse 3..5, dense 6..8, sparse 9..11
 BASE_LR = 1e-2
 
 
-def make_generator() -> keras.Model:
-  """z [B, 8] -> images [B, 8, 8, 3]: Dense, Reshape, Conv2D, BN, Conv2DTranspose."""
-  keras.utils.set_random_seed(0)
-  z = keras.Input((8,), name="z")
-  x = keras.layers.Dense(4 * 4 * 6, name="fc")(z)
-  x = keras.layers.Reshape((4, 4, 6))(x)
-  x = keras.layers.Conv2D(5, 3, padding="same", name="conv")(x)
-  x = keras.layers.BatchNormalization(name="bn")(x)
-  x = keras.layers.ReLU()(x)
-  x = keras.layers.Conv2DTranspose(3, 3, strides=2, padding="same", name="to_rgb")(x)
-  return keras.Model(z, keras.layers.Activation("tanh")(x), name="tiny_g")
+make_generator = make_tiny_generator
 
 
 def make_discriminator() -> keras.Model:

@@ -11,18 +11,10 @@ from regan_tf.pruning.schedule import ReganSchedule
 from regan_tf.pruning.wrapper import (ReganPruneWrapper, prune_generator, pruned_tensors,
                                       sparsity_report, strip)
 
+from conftest import make_tiny_generator
 
-def make_generator(z_dim: int = 8) -> keras.Model:
-  """z [B, 8] -> images [B, 8, 8, 3]: Dense, Reshape, Conv2D, BN, Conv2DTranspose."""
-  keras.utils.set_random_seed(0)
-  z = keras.Input((z_dim,), name="z")
-  x = keras.layers.Dense(4 * 4 * 6, name="fc")(z)
-  x = keras.layers.Reshape((4, 4, 6))(x)
-  x = keras.layers.Conv2D(5, 3, padding="same", name="conv")(x)
-  x = keras.layers.BatchNormalization(name="bn")(x)
-  x = keras.layers.ReLU()(x)
-  x = keras.layers.Conv2DTranspose(3, 3, strides=2, padding="same", name="to_rgb")(x)
-  return keras.Model(z, keras.layers.Activation("tanh")(x), name="tiny_g")
+
+make_generator = make_tiny_generator
 
 
 def set_some_moving_stats(model: keras.Model) -> None:
