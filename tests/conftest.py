@@ -30,6 +30,17 @@ def repo_root() -> str:
   return REPO
 
 
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> str:
+  """A regan_tf metrics cache shared by the tests of one session (one xdist worker).
+
+  The offline digits classifier trains once into it; later tests load it.
+  """
+  path = tmp_path_factory.getbasetemp() / "regan_tf_metrics_cache"
+  path.mkdir(exist_ok=True)
+  return str(path)
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
   """Every test starts from the same Python, NumPy and TensorFlow random state.

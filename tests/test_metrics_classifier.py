@@ -10,15 +10,6 @@ from regan_tf import metrics
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-  # One folder per test session (per xdist worker): the classifier trains once
-  # and the other metrics test modules load it.
-  path = tmp_path_factory.getbasetemp() / "regan_tf_metrics_cache"
-  path.mkdir(exist_ok=True)
-  return str(path)
-
-
-@pytest.fixture(scope="module")
 def digits():
   return data.load_digits(image_size=32)
 

@@ -10,14 +10,6 @@ from regan_tf.models import dcgan
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-  # Shared with test_metrics_classifier.py: the digits classifier trains once per session.
-  path = tmp_path_factory.getbasetemp() / "regan_tf_metrics_cache"
-  path.mkdir(exist_ok=True)
-  return str(path)
-
-
-@pytest.fixture(scope="module")
 def digits():
   return data.load_digits(image_size=32)
 

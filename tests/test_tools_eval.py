@@ -12,14 +12,6 @@ from conftest import REPO, run_python
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-  # Shared with the other metrics tests: the digits classifier trains once per session.
-  path = tmp_path_factory.getbasetemp() / "regan_tf_metrics_cache"
-  path.mkdir(exist_ok=True)
-  return str(path)
-
-
-@pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
   generator = dcgan.build(image_size=32, channels=1, z_dim=16).generator
   path = str(tmp_path_factory.mktemp("gen") / "export")

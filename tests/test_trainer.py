@@ -256,15 +256,10 @@ def test_impossible_sparsity_fails_before_writing(tmp_path):
 # ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def metrics_cache(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("metrics_cache"))
-
-
-def test_evaluation_logs_fid_keeps_best_and_can_export_it(tmp_path, metrics_cache):
+def test_evaluation_logs_fid_keeps_best_and_can_export_it(tmp_path, cache_dir):
   from regan_tf import metrics
   evaluation = functools.partial(metrics.build_evaluator, extractor="classifier", num_samples=64,
-                                 batch_size=32, cache_dir=metrics_cache)
+                                 batch_size=32, cache_dir=cache_dir)
   result = _train(tmp_path, train_steps=4, eval_every=2, evaluation=evaluation, export=True,
                   export_best=True)
   assert np.isfinite(result.metrics["fid_digits_classifier"])
