@@ -151,6 +151,7 @@ class RunResult:
   wall_seconds: float
   executed_flops: float
   effective_flops: float
+  phases: Dict[int, int] = dataclasses.field(default_factory=dict)  # step -> Re-GAN phase (1 = sparse)
 
   @property
   def final_fid(self) -> float:
@@ -173,11 +174,13 @@ def load_result(out: str, arm: str, seed: int, metric: Optional[str] = None) -> 
     raise ValueError(f"Run {run_name(arm, seed)} in {workdir} has not finished.")
   scalars = read_scalars(workdir, prefix="eval/")
   tag = fid_tag(scalars, metric)
+  phases = read_scalars(workdir, prefix="regan/phase").get("regan/phase", {})
   with open(os.path.join(workdir, "flops.json")) as f:
     projected = json.load(f)["projected"]
   return RunResult(arm=arm, seed=seed, fid=dict(sorted(scalars[tag].items())),
                    wall_seconds=record.wall_seconds, executed_flops=float(projected["executed_total"]),
-                   effective_flops=float(projected["regan_effective_total"]))
+                   effective_flops=float(projected["regan_effective_total"]),
+                   phases={step: int(p) for step, p in sorted(phases.items())})
 
 
 def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
@@ -200,6 +203,7 @@ class ArmSummary:
   wall_seconds: List[float]
   executed_flops: float
   effective_flops: float
+  sparse_spans: List[Tuple[int, int]] = dataclasses.field(default_factory=list)
 
   @property
   def final_mean_std(self) -> Tuple[float, float]:
@@ -227,8 +231,23 @@ def summarize(results: Sequence[RunResult]) -> List[ArmSummary]:
         curve_mean=curves.mean(axis=0).tolist(), curve_std=std.tolist(),
         wall_seconds=[r.wall_seconds for r in runs],
         executed_flops=float(np.mean([r.executed_flops for r in runs])),
-        effective_flops=float(np.mean([r.effective_flops for r in runs]))))
+        effective_flops=float(np.mean([r.effective_flops for r in runs])),
+        sparse_spans=sparse_spans(runs[0].phases, end=max(runs[0].fid))))
   return summaries
+
+
+_SPARSE = 1  # regan_tf.pruning.Phase.SPARSE, as TensorBoard's regan/phase records it
+
+
+def sparse_spans(phases: Mapping[int, int], end: int) -> List[Tuple[int, int]]:
+  """[start, stop) step ranges of sparse phases from ``{step: phase}`` changes."""
+  changes = sorted(phases.items())
+  spans = []
+  for i, (step, phase) in enumerate(changes):
+    if phase == _SPARSE:
+      stop = changes[i + 1][0] if i + 1 < len(changes) else end
+      spans.append((step, stop))
+  return spans
 
 
 def _pm(mean_std: Tuple[float, float]) -> str:
@@ -253,19 +272,26 @@ def format_table(summaries: Sequence[ArmSummary], metric: str = "FID") -> str:
 
 
 def difference(summaries: Sequence[ArmSummary], baseline: str, other: str) -> Dict[str, float]:
-  """``other - baseline`` in mean final and best FID, with the pooled seed spread.
+  """``other - baseline`` in mean final and best FID, with two standard errors.
 
-  ``*_spread`` is the standard error of the difference of means,
-  sqrt(s_a^2/n_a + s_b^2/n_b): a gap well inside it is not evidence either way.
+  ``<key>_se``: the unpaired standard error of the difference of means,
+  sqrt(s_a^2/n_a + s_b^2/n_b). ``<key>_paired_se``: the standard error of the
+  mean per-seed difference (std(ddof=1)/sqrt(n)), over the seeds both arms ran;
+  arms trained with the same seed share data order and initialization, so this
+  one removes the spread they have in common. A gap well inside the standard
+  error is not evidence either way.
   """
   by_name = {s.arm: s for s in summaries}
   a, b = by_name[baseline], by_name[other]
-  out = {}
+  out: Dict[str, float] = {}
   for key in ("final", "best"):
     va, vb = getattr(a, key), getattr(b, key)
     (ma, sa), (mb, sb) = _mean_std(va), _mean_std(vb)
     out[key] = mb - ma
-    out[f"{key}_spread"] = math.sqrt(sa ** 2 / len(va) + sb ** 2 / len(vb))
+    out[f"{key}_se"] = math.sqrt(sa ** 2 / len(va) + sb ** 2 / len(vb))
+    pa, pb = dict(zip(a.seeds, va)), dict(zip(b.seeds, vb))
+    paired = [pb[seed] - pa[seed] for seed in a.seeds if seed in pb]
+    out[f"{key}_paired_se"] = _mean_std(paired)[1] / math.sqrt(len(paired)) if paired else math.nan
   return out
 
 
@@ -275,11 +301,19 @@ def plot_curves(summaries: Sequence[ArmSummary], path: str, title: str = "", met
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+  shaded = [s for s in summaries if s.sparse_spans]
+  if len(shaded) == 1:  # one Re-GAN schedule: show where its sparse phases were
+    for i, (start, stop) in enumerate(shaded[0].sparse_spans):
+      ax.axvspan(start, stop, color="0.5", alpha=0.12, linewidth=0,
+                 label=f"{shaded[0].arm}: sparse phases" if i == 0 else None)
   for s in summaries:
     steps = np.asarray(s.steps)
     mean, std = np.asarray(s.curve_mean), np.asarray(s.curve_std)
     line, = ax.plot(steps, mean, marker="o", markersize=3, label=f"{s.arm} (n={len(s.seeds)})")
     ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+  values = [v for s in summaries for v in s.curve_mean if v > 0]
+  if values and max(values) / min(values) > 5:  # early FIDs would flatten the part that matters
+    ax.set_yscale("log")
   ax.set_xlabel("generator step")
   ax.set_ylabel(f"{metric} (lower is better)")
   if title:

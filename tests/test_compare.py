@@ -66,7 +66,9 @@ def test_summarize_final_best_and_curves():
   assert regan.effective_flops == 1.5e12
   diff = compare.difference([dense, regan], "dense", "regan")
   assert diff["final"] == pytest.approx(20.0 - 23.0)
-  assert diff["final_spread"] == pytest.approx(np.sqrt(np.var([25, 21], ddof=1) / 2 + np.var([18, 22], ddof=1) / 2))
+  assert diff["final_se"] == pytest.approx(np.sqrt(np.var([25, 21], ddof=1) / 2 + np.var([18, 22], ddof=1) / 2))
+  # per-seed differences -7 and +1
+  assert diff["final_paired_se"] == pytest.approx(np.std([-7.0, 1.0], ddof=1) / np.sqrt(2))
   table = compare.format_table([dense, regan])
   assert "| **dense** | 2 | **23.00 ± 2.83** |" in table
   assert "| regan seed 1 | 1 | 22.00 | 21.00 (200) |" in table
@@ -119,6 +121,9 @@ def test_compare_tool_runs_both_arms_and_resumes_a_killed_run(tmp_path, cache_di
   by_arm = {a["arm"]: a for a in summary["arms"]}
   assert set(by_arm) == {"dense", "regan"}
   assert by_arm["dense"]["steps"] == [150, 300]
+  # warmup 4, g 4: sparse phases at [4, 8), [12, 16), ...; the dense baseline has none.
+  assert by_arm["regan"]["sparse_spans"][:2] == [[4, 8], [12, 16]]
+  assert by_arm["dense"]["sparse_spans"] == []
   # Re-GAN's effective FLOPs are below what the dense kernels executed; the baseline's are equal.
   assert by_arm["regan"]["effective_flops"] < by_arm["regan"]["executed_flops"]
   assert by_arm["dense"]["effective_flops"] == by_arm["dense"]["executed_flops"]
@@ -153,3 +158,9 @@ def test_compare_tool_needs_evaluation(tmp_path):
   assert result.returncode == 2
   assert "train.evaluation" in result.stderr
   assert not out.exists()
+
+
+def test_sparse_spans_from_phase_changes():
+  # warm-up at 0, sparse at 300, dense at 600, sparse at 900, run ends at 1000
+  assert compare.sparse_spans({0: 0, 300: 1, 600: 2, 900: 1}, end=1000) == [(300, 600), (900, 1000)]
+  assert compare.sparse_spans({}, end=1000) == []

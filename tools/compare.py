@@ -171,8 +171,9 @@ def main(argv: Sequence[str]) -> int:
   for s in summaries[1:]:
     d = compare.difference(summaries, baseline, s.arm)
     diffs[s.arm] = d
-    lines.append(f"{s.arm} - {baseline}: final {d['final']:+.2f} (± {d['final_spread']:.2f} standard error), "
-                 f"best {d['best']:+.2f} (± {d['best_spread']:.2f}).")
+    lines.append(f"{s.arm} - {baseline}: final {d['final']:+.2f} (standard error {d['final_se']:.2f}; "
+                 f"{d['final_paired_se']:.2f} paired by seed), best {d['best']:+.2f} ({d['best_se']:.2f}; "
+                 f"{d['best_paired_se']:.2f} paired).")
   text = "\n".join(lines) + "\n"
   print(text)
   os.makedirs(out, exist_ok=True)
