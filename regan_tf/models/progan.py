@@ -1,0 +1,966 @@
+"""Progressive GAN (ProGAN): equalized learning rate, PixelNorm, minibatch stddev, fade-in.
+
+Architecture of Karras et al., "Progressive Growing of GANs for Improved Quality,
+Stability, and Variation" (ICLR 2018), as its official TensorFlow code builds it
+(github.com/tkarras/progressive_growing_of_gans, ``networks.py``: ``G_paper`` /
+``D_paper``, ``train.py``: ``process_reals`` / ``TrainingSchedule``). Re-GAN
+(Saxena et al., "Re-GAN: Data-Efficient GANs Training via Architectural
+Reconfiguration", CVPR 2023; github.com/IntellicentAI-Lab/Re-GAN, ``ProGAN/``)
+trains a PyTorch port of it on CIFAR-10 (stages 4, 8, 16, 32 for 2, 2, 2, 8 epochs,
+batches 128, 128, 128, 64, each stage fading in over its whole length; see
+:class:`GrowthSchedule`) and prunes the generator in the final (32x32) stage only.
+
+Widths: ``nf(i) = min(fmap_base // 2**i, fmap_max)``; the block at resolution
+``2**k`` has ``nf(k - 1)`` channels (defaults 8192 / 512: 512 channels up to 32x32,
+then 256, 128, 64 at 64, 128, 256; the reference's values).
+
+Generator (R = image_size, C = channels)::
+
+    z [B, z_dim] -> latent_norm (PixelNorm)
+      -> b4_dense (equalized dense to 4x4xnf(1), gain sqrt(2)/4, one bias per channel)
+         -> leaky ReLU 0.2 -> PixelNorm
+      -> b4_conv 3x3 -> leaky ReLU -> PixelNorm                      features at 4x4
+      -> for r = 8 .. R: b{r}_up (nearest x2)
+                         -> b{r}_conv0 3x3 -> lrelu -> PixelNorm
+                         -> b{r}_conv1 3x3 -> lrelu -> PixelNorm    features at r x r
+      -> to_rgb_{R} 1x1 (gain 1) -> output (tanh or linear, float32)
+
+Discriminator::
+
+    images [B, R, R, C] -> from_rgb_{R} 1x1 -> leaky ReLU 0.2
+      -> for r = R .. 8: b{r}_conv0 3x3 (nf(k-1)) -> lrelu -> b{r}_conv1 3x3 (nf(k-2)) -> lrelu
+                         -> b{r}_pool (2x2 average)
+      -> b4_mbstd (minibatch stddev, one extra feature map) -> b4_conv 3x3 -> lrelu
+      -> flatten -> b4_dense (nf(0)) -> lrelu -> logits (equalized dense to 1, gain 1, float32)
+
+Equalized learning rate: every weight is drawn from N(0, 1) and multiplied at run
+time by ``gain / sqrt(fan_in)`` (He's constant, gain sqrt(2) unless stated), so
+Adam's per-weight step sizes are equal across layers. Biases start at zero.
+The generator's first dense uses gain sqrt(2)/4, as the reference does ("to match
+the original Theano implementation"): with z_dim 512 its scale equals that of a
+4x4 transposed conv with fan-in 16 * 512, which is what the Re-GAN port's
+``EqualConvTranspose2d`` computes.
+
+Progressive growing
+-------------------
+:class:`ProGAN` owns the layers of every resolution 4 .. R. ``generator(stage)``
+and ``discriminator(stage)`` return Functional models for stage ``s``
+(resolution ``4 * 2**s``) made of those *shared* layer objects, so what a stage
+learns carries over to the next. For ``s >= 1`` the models contain the fade-in
+of the new block, controlled by one non-trainable variable ``ProGAN.alpha``
+shared by G and D (a trainer assigns it each step; reading a variable does not
+retrace a compiled function)::
+
+    G_s(z) = out((1 - alpha) * up(to_rgb_{s-1}(h_{s-1})) + alpha * to_rgb_s(block_s(h_{s-1})))
+    D_s(x) = D_rest((1 - alpha) * from_rgb_{s-1}(pool(x)) + alpha * block_s(from_rgb_s(x)))
+
+With alpha = 1 they compute the stage's plain network (``fade=False`` builds it
+without the skip branch). Real images enter stage ``s`` through
+:func:`stage_reals`, which also fades them, as the reference's ``process_reals``
+does. :class:`GrowthSchedule` maps a training step to ``(stage, alpha)``.
+
+:func:`build` returns the *final* stage's plain networks, which the library's
+trainer trains like any other architecture (no growing) and which Re-GAN prunes
+(the Re-GAN reference prunes only in the final stage too).
+
+Parameter counts (trainable weights; C = 3, defaults fmap_base 8192, fmap_max 512)
+---------------------------------------------------------------------------------
+The reference formula, per resolution 2**k (f = nf(k - 1), f' = nf(k - 2)):
+
+* G: b4_dense z_dim * 16 * nf(1) + nf(1); b4_conv 9 * nf(1)**2 + nf(1); per
+  r >= 8: 9 * f' * f + f + 9 * f * f + f; to_rgb 3 * f + 3 per resolution.
+* D: from_rgb 3 * f + f per resolution; per r >= 8: 9 * f * f + f + 9 * f * f' + f';
+  b4_conv 9 * (nf(1) + 1) * nf(1) + nf(1); b4_dense 16 * nf(1) * nf(0) + nf(0);
+  logits nf(0) + 1.
+
+=============================  =============  ============  ========================
+network (z_dim 512)             final model    all stages    published
+=============================  =============  ============  ========================
+G 32x32 (CIFAR-10, Re-GAN)      20,715,011     20,719,628    23,079,436 Re-GAN port (*)
+D 32x32                         20,720,641     20,726,785    20,726,785 Re-GAN port (*)
+G 256x256                       23,036,995     23,044,309
+D 256x256                       23,042,625     23,052,353
+G 1024x1024 (formula only)      23,071,507     23,079,115    23.1M (paper, Table 2)
+D 1024x1024 (formula only)      23,077,137     23,087,249    23.1M (paper, Table 2)
+=============================  =============  ============  ========================
+
+"final model" is what :func:`build` returns (only the final to_rgb / from_rgb);
+"all stages" adds the to_rgb / from_rgb layers of the lower resolutions, which
+:class:`ProGAN` owns for growing and the reference networks also hold. Our
+models match the reference formula exactly (``tests/test_models_progan.py``
+checks the built models against it at 16, 32 and 256). At 1024x1024 the formula
+gives 23.08M (G) and 23.09M (D) with every stage's to_rgb / from_rgb, 23.07M and
+23.08M without: both match the paper's 23.1M each. (*) The Re-GAN port
+(``ProGAN/progressive_GAN.py``, 512 channels, z 512) has the same discriminator
+count, 20,726,785 (its final block is a 4x4 valid conv, i.e. our b4_dense); its
+generator has one more 3x3 conv at 4x4 (a transposed 4x4 conv, then two 3x3
+convs) and hence 2,359,808 more weights: 23,079,436. We follow the paper's
+4x4 block (dense, one 3x3 conv). The paper's own CIFAR-10 run used much smaller
+networks (fmap_base 4096, fmap_max 128, z 128: G 1,295,747, D 1,297,153 in the
+final model); pass those to reproduce it.
+
+Deviations from the references, on purpose
+------------------------------------------
+* Output activation: ``output_activation='tanh'`` (default) or ``'linear'``.
+  The paper's G is linear; the Re-GAN port applies tanh (at every stage but
+  4x4), and this library's contract is images in [-1, 1] (the trainer's reals,
+  the export signature), so tanh is the default. Pass ``'linear'`` for the paper.
+  tanh is applied after the fade-in blend, as in the Re-GAN port.
+* The paper's network; the Re-GAN port differs in details we do not copy:
+  leaky ReLU 0.1 (paper 0.2), PixelNorm before the activation and also in D,
+  no latent normalization, no activation after from_rgb, to_rgb gain sqrt(2)
+  and a minibatch stddev over the whole batch (paper: groups of 4).
+* Nearest upsampling then a 3x3 conv, and a 3x3 conv then 2x2 average pooling,
+  where the reference fuses them into one strided (transposed) conv with a
+  4x4 kernel for speed (``fused_scale``); the results are identical up to
+  float rounding and the parameter counts are the same.
+* NHWC (channels last), the TensorFlow default, instead of the reference's NCHW.
+
+Losses: the paper trains WGAN-GP (lambda 10) with a drift term
+0.001 * E[D(x)^2] (``regan_tf.losses.drift_penalty``), Adam(1e-3, 0.0, 0.99),
+n_critic 1, batch 16 (the v2 presets: 128 up to 16x16, then 64, 32, 16, 8).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import types
+import weakref
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from regan_tf.compat import keras, tf
+from regan_tf.models import GAN, check_positive_int
+from regan_tf.models import layers as gan_layers
+
+__all__ = [
+    "EqualizedConv2D",
+    "EqualizedDense",
+    "FadeIn",
+    "GrowthSchedule",
+    "MinibatchStdDev",
+    "PixelNorm",
+    "ProGAN",
+    "build",
+    "build_progressive",
+    "shared_alpha",
+    "stage_reals",
+]
+
+_SQRT2 = math.sqrt(2.0)
+_MIN_SIZE, _MAX_SIZE = 8, 1024
+_OUTPUT_ACTIVATIONS = ("tanh", "linear")
+_LRELU_SLOPE = 0.2
+_EPSILON = 1e-8  # PixelNorm and minibatch stddev, as the reference
+_PACKAGE = "regan_tf.progan"
+
+
+def _unit_normal() -> keras.initializers.Initializer:
+  return keras.initializers.RandomNormal(mean=0.0, stddev=1.0)
+
+
+# ----------------------------------------------------------------------------
+# Layers
+# ----------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class EqualizedDense(keras.layers.Dense):
+  """Dense layer with ProGAN's equalized learning rate.
+
+  The kernel [in, units] is drawn from N(0, 1) and multiplied in every call by
+  ``weight_scale = gain / sqrt(in)``; the bias starts at zero. The kernel
+  variable is read in ``call`` (nothing is cached), so a weight that Re-GAN or
+  TFMOT masks in place is zero in the next forward pass. Implements TFMOT's
+  ``PrunableLayer`` protocol: ``get_prunable_weights() -> [kernel]``. A
+  ``keras.layers.Dense`` subclass, so the library's FLOPs accounting counts it.
+
+  Args:
+    units: output width.
+    gain: He gain (sqrt(2) for layers followed by leaky ReLU, 1 for linear outputs).
+    use_bias: add a bias.
+    reshape: optional output shape without the batch, e.g. ``(4, 4, 512)``; its
+      product must equal ``units``. The output is reshaped to it and the bias
+      has one entry per *last* axis (per channel), as the reference's first
+      generator layer (dense to 4x4, then a per-channel bias).
+    **kwargs: ``keras.layers.Layer`` arguments (name, dtype).
+
+  Input: [B, in] (flatten first); output: [B, units] or [B, *reshape].
+  """
+
+  def __init__(self, units: int, *, gain: float = _SQRT2, use_bias: bool = True,
+               reshape: Optional[Sequence[int]] = None, **kwargs: Any):
+    check_positive_int("EqualizedDense", "units", units, "pass the output width, e.g. units=512.")
+    if reshape is not None:
+      reshape = tuple(reshape)
+      if not all(isinstance(d, int) and d > 0 for d in reshape) or math.prod(reshape) != units:
+        raise ValueError(f"EqualizedDense: reshape={reshape!r} must be positive integers whose "
+                         f"product is units={units}; e.g. units=4*4*512 with reshape=(4, 4, 512).")
+    if not gain > 0:
+      raise ValueError(f"EqualizedDense: gain={gain!r} must be > 0; pass sqrt(2) (hidden layers) "
+                       "or 1.0 (linear outputs).")
+    super().__init__(units, use_bias=use_bias, kernel_initializer=_unit_normal(),
+                     bias_initializer="zeros", **kwargs)
+    self.gain = float(gain)
+    self.reshape = reshape
+    self.weight_scale: Optional[float] = None
+
+  def build(self, input_shape: Any) -> None:
+    fan_in = tf.TensorShape(input_shape)[-1]
+    if fan_in is None:
+      raise ValueError(f"EqualizedDense {self.name!r}: the last input axis must be known, got "
+                       f"input shape {input_shape}.")
+    fan_in = int(fan_in)
+    self.kernel = self.add_weight("kernel", shape=[fan_in, self.units],
+                                  initializer=self.kernel_initializer, dtype=self.dtype,
+                                  trainable=True)
+    bias_shape = [self.reshape[-1] if self.reshape else self.units]
+    self.bias = (self.add_weight("bias", shape=bias_shape, initializer=self.bias_initializer,
+                                 dtype=self.dtype, trainable=True) if self.use_bias else None)
+    self.weight_scale = self.gain / math.sqrt(fan_in)
+    self.input_spec = keras.layers.InputSpec(ndim=2, axes={-1: fan_in})
+    self.built = True
+
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
+    # Read the variable now: pruning masks it in place between calls.
+    outputs = tf.matmul(inputs, self.kernel * self.weight_scale)
+    if self.reshape:
+      outputs = tf.reshape(outputs, [-1, *self.reshape])
+    if self.use_bias:
+      outputs = tf.nn.bias_add(outputs, self.bias)
+    return outputs
+
+  def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
+    batch = tf.TensorShape(input_shape)[0]
+    return tf.TensorShape([batch, *(self.reshape or (self.units,))])
+
+  def get_prunable_weights(self) -> List[tf.Variable]:
+    return [self.kernel]
+
+  def get_config(self) -> Dict[str, Any]:
+    # Layer's config, not Dense's: the initializers are fixed by the method.
+    return {**keras.layers.Layer.get_config(self), "units": self.units, "gain": self.gain,
+            "use_bias": self.use_bias, "reshape": None if self.reshape is None else list(self.reshape)}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class EqualizedConv2D(keras.layers.Conv2D):
+  """Stride-1 'same' Conv2D with ProGAN's equalized learning rate.
+
+  Kernel [k, k, in, filters] ~ N(0, 1), multiplied in every call by
+  ``weight_scale = gain / sqrt(k * k * in)``; bias zero. As
+  :class:`EqualizedDense`, the kernel is read in ``call`` and
+  ``get_prunable_weights()`` returns it (TFMOT's ``PrunableLayer`` protocol).
+
+  Args:
+    filters: output channels.
+    kernel_size: odd int (1 or 3 in ProGAN).
+    gain: He gain (sqrt(2); 1 for to_rgb).
+    use_bias: add a bias.
+    **kwargs: ``keras.layers.Layer`` arguments (name, dtype).
+
+  Input: [B, H, W, in]; output: [B, H, W, filters].
+  """
+
+  def __init__(self, filters: int, kernel_size: int, *, gain: float = _SQRT2,
+               use_bias: bool = True, **kwargs: Any):
+    check_positive_int("EqualizedConv2D", "filters", filters, "pass the output channels.")
+    if isinstance(kernel_size, (tuple, list)) and len(set(kernel_size)) == 1:
+      kernel_size = kernel_size[0]
+    if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size % 2 != 1:
+      raise ValueError(f"EqualizedConv2D: kernel_size={kernel_size!r} must be an odd integer "
+                       "('same' padding is centred); ProGAN uses 3 and 1.")
+    if not gain > 0:
+      raise ValueError(f"EqualizedConv2D: gain={gain!r} must be > 0; pass sqrt(2) (hidden "
+                       "layers) or 1.0 (to_rgb).")
+    super().__init__(filters, kernel_size, strides=1, padding="same", use_bias=use_bias,
+                     kernel_initializer=_unit_normal(), bias_initializer="zeros", **kwargs)
+    self.gain = float(gain)
+    self.weight_scale: Optional[float] = None
+
+  def build(self, input_shape: Any) -> None:
+    super().build(input_shape)
+    kh, kw, cin, _ = self.kernel.shape
+    self.weight_scale = self.gain / math.sqrt(int(kh) * int(kw) * int(cin))
+
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
+    # Read the variable now: pruning masks it in place between calls.
+    outputs = self.convolution_op(inputs, self.kernel * self.weight_scale)
+    if self.use_bias:
+      outputs = tf.nn.bias_add(outputs, self.bias)
+    return outputs
+
+  def get_prunable_weights(self) -> List[tf.Variable]:
+    return [self.kernel]
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**keras.layers.Layer.get_config(self), "filters": self.filters,
+            "kernel_size": self.kernel_size[0], "gain": self.gain, "use_bias": self.use_bias}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PixelNorm(keras.layers.Layer):
+  """Pixelwise feature normalization: ``x / sqrt(mean_c(x^2) + 1e-8)``.
+
+  Every pixel's feature vector gets unit mean square over the channels (the
+  last axis). Computed in float32 (squares overflow float16 quickly), returned
+  in the input dtype. Input: [..., C]; output: same shape.
+  """
+
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
+    x = tf.cast(inputs, tf.float32)
+    x = x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), axis=-1, keepdims=True) + _EPSILON)
+    return tf.cast(x, inputs.dtype)
+
+  def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
+    return tf.TensorShape(input_shape)
+
+  def get_config(self) -> Dict[str, Any]:
+    return super().get_config()
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MinibatchStdDev(keras.layers.Layer):
+  """Appends the minibatch standard deviation as one feature map (Karras et al. Sec. 3).
+
+  The batch of B splits into M = B / G groups of G = min(group_size, B) examples,
+  example ``b`` in group ``b mod M`` (the reference's reshape to [G, M, ...]).
+  For each group: the standard deviation over its G examples of every feature
+  and pixel (``sqrt(var + 1e-8)``, population variance), averaged over
+  features and pixels to one number, which is appended as a constant feature
+  map to each of the group's examples. B must be divisible by G. Computed in
+  float32.
+
+  Args:
+    group_size: G, >= 2 (reference 4).
+
+  Input: [B, H, W, C]; output: [B, H, W, C + 1].
+  """
+
+  def __init__(self, group_size: int = 4, **kwargs: Any):
+    super().__init__(**kwargs)
+    if not isinstance(group_size, int) or isinstance(group_size, bool) or group_size < 2:
+      raise ValueError(f"MinibatchStdDev: group_size={group_size!r} must be an integer >= 2; "
+                       "pass group_size=4 (the reference).")
+    self.group_size = group_size
+    self.input_spec = keras.layers.InputSpec(ndim=4)
+
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
+    static_batch = inputs.shape[0]
+    if static_batch is not None:
+      group = min(self.group_size, static_batch)
+      if static_batch % group:
+        raise ValueError(f"MinibatchStdDev {self.name!r}: batch size {static_batch} is not "
+                         f"divisible by the group size min(group_size={self.group_size}, batch) = "
+                         f"{group}; use a per-replica batch that is a multiple of {group}.")
+    shape = tf.shape(inputs)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    group = tf.minimum(self.group_size, batch)
+    y = tf.reshape(tf.cast(inputs, tf.float32), tf.stack([group, -1, height, width, channels]))
+    y = y - tf.reduce_mean(y, axis=0, keepdims=True)
+    y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=0) + _EPSILON)  # [M, H, W, C]
+    y = tf.reduce_mean(y, axis=[1, 2, 3])  # [M]
+    y = tf.tile(y, tf.expand_dims(group, 0))  # [B]: example b gets group b mod M
+    y = tf.broadcast_to(y[:, tf.newaxis, tf.newaxis, tf.newaxis],
+                        tf.stack([batch, height, width, 1]))
+    return tf.concat([inputs, tf.cast(y, inputs.dtype)], axis=-1)
+
+  def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
+    b, h, w, c = tf.TensorShape(input_shape).as_list()
+    return tf.TensorShape([b, h, w, None if c is None else c + 1])
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**super().get_config(), "group_size": self.group_size}
+
+
+# Fade-in variables by key, so that a clone of a fading model (keras.models.clone_model,
+# as in regan_tf.pruning.prune_generator and regan_tf.ema) keeps reading the same alpha.
+_SHARED_ALPHAS: "weakref.WeakValueDictionary[str, tf.Variable]" = weakref.WeakValueDictionary()
+_ALPHA_IDS = itertools.count()
+
+
+def shared_alpha(key: str) -> tf.Variable:
+  """The process-wide fade-in variable named ``key`` (created at 1.0 if absent).
+
+  A non-trainable float32 scalar. Under a ``tf.distribute`` strategy it is
+  created in the current scope, written only from the host (cross-replica
+  context), with ``ONLY_FIRST_REPLICA`` aggregation. Held weakly: it lives as
+  long as a layer (or the :class:`ProGAN`) holds it.
+  """
+  variable = _SHARED_ALPHAS.get(key)
+  if variable is None:
+    with tf.init_scope():
+      variable = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="fade_alpha",
+                             synchronization=tf.VariableSynchronization.ON_WRITE,
+                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    _SHARED_ALPHAS[key] = variable
+  return variable
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FadeIn(keras.layers.Layer):
+  """``(1 - alpha) * a + alpha * b`` with alpha a shared, non-trainable variable.
+
+  alpha is clipped to [0, 1] (as the reference's ``lerp_clip``); at alpha = 1
+  the output is exactly ``b``, at 0 exactly ``a``. The variable is
+  :func:`shared_alpha` ``(alpha_key)``: every FadeIn with the same key (the
+  generator's and the discriminator's of one :class:`ProGAN`, and their
+  clones in this process) reads the same variable, so one ``assign`` moves
+  them all, without retracing a compiled step. The config stores the key; a
+  model rebuilt in another process gets a fresh variable (value 1.0) unless a
+  checkpoint restores it (it is one of the layer's non-trainable weights).
+
+  Args:
+    alpha_key: the key of the shared variable.
+
+  Input: ``[a, b]``, two tensors of the same shape; output: that shape.
+  """
+
+  def __init__(self, alpha_key: str, **kwargs: Any):
+    super().__init__(**kwargs)
+    if not isinstance(alpha_key, str) or not alpha_key:
+      raise ValueError(f"FadeIn: alpha_key={alpha_key!r} must be a non-empty string naming the "
+                       "shared alpha variable (ProGAN passes its own).")
+    self.alpha_key = alpha_key
+    self.alpha = shared_alpha(alpha_key)  # tracked: a non-trainable weight of the layer
+
+  def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
+    a, b = inputs
+    alpha = tf.cast(tf.clip_by_value(self.alpha, 0.0, 1.0), a.dtype)
+    return (1.0 - alpha) * a + alpha * b
+
+  def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
+    return tf.TensorShape(input_shape[0])
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**super().get_config(), "alpha_key": self.alpha_key}
+
+
+def _check_stage_images(images: tf.Tensor, resolution: int, where: str) -> int:
+  size = images.shape[1]
+  if images.shape.rank != 4 or size is None or images.shape[2] != size:
+    raise ValueError(f"{where}: images must be [B, S, S, C] with a known square size S, got "
+                     f"shape {images.shape}.")
+  factor = size // resolution
+  if size % resolution or factor & (factor - 1):
+    raise ValueError(f"{where}: image size {size} is not a power-of-two multiple of the stage "
+                     f"resolution {resolution}; pass images at the final resolution (or any "
+                     f"power-of-two multiple of {resolution}).")
+  return factor
+
+
+def stage_reals(images: tf.Tensor, stage: int, alpha: Union[float, tf.Tensor]) -> tf.Tensor:
+  """Real images as the networks of ``stage`` see them (ProGAN's ``process_reals``).
+
+  ``x`` = ``images`` average-pooled to the stage resolution ``r = 4 * 2**stage``
+  (a box filter, as the reference's dataset levels of detail). For a stage
+  >= 1 the reals are faded like the networks::
+
+      (1 - alpha) * up2(pool2(x)) + alpha * x
+
+  (nearest upsampling), so during a fade-in D compares fakes and reals with
+  the same mix of detail; at alpha = 1 this is exactly ``x``. Stage 0 has no
+  fade and ignores ``alpha``. Pure: no variables, usable in a compiled step.
+
+  Args:
+    images: [B, S, S, C] with S = r * 2**k, k >= 0 (the training data at its
+      final resolution).
+    stage: stage index s >= 0.
+    alpha: fade-in weight in [0, 1] (a float, tensor or ``ProGAN.alpha``).
+
+  Returns:
+    [B, r, r, C] in the images' float dtype.
+  """
+  if not isinstance(stage, int) or isinstance(stage, bool) or stage < 0:
+    raise ValueError(f"stage_reals: stage={stage!r} must be an integer >= 0 (stage s is "
+                     "resolution 4 * 2**s).")
+  images = tf.convert_to_tensor(images)
+  if not images.dtype.is_floating:
+    raise ValueError(f"stage_reals: images have dtype {images.dtype.name}; pass floats in "
+                     "[-1, 1] (the data pipeline's output).")
+  resolution = 4 * 2**stage
+  factor = _check_stage_images(images, resolution, "stage_reals")
+  x = images
+  if factor > 1:
+    x = tf.nn.avg_pool2d(x, factor, factor, "VALID")
+  if stage == 0:
+    return x
+  low = tf.nn.avg_pool2d(x, 2, 2, "VALID")
+  low = tf.repeat(tf.repeat(low, 2, axis=1), 2, axis=2)  # nearest x2; no gradient is needed
+  alpha = tf.cast(tf.clip_by_value(tf.cast(alpha, tf.float32), 0.0, 1.0), x.dtype)
+  return (1.0 - alpha) * low + alpha * x
+
+
+# ----------------------------------------------------------------------------
+# The progressive networks
+# ----------------------------------------------------------------------------
+
+
+def _check_image_size(where: str, image_size: Any) -> None:
+  ok = (isinstance(image_size, int) and not isinstance(image_size, bool)
+        and _MIN_SIZE <= image_size <= _MAX_SIZE and image_size & (image_size - 1) == 0)
+  if not ok:
+    allowed = ", ".join(str(2**k) for k in range(3, 11))
+    raise ValueError(f"{where}: image_size={image_size!r} must be a power of two from {_MIN_SIZE} "
+                     f"to {_MAX_SIZE} ({allowed}); resize the data to one (32 for CIFAR-10, "
+                     "64-256 for few-shot folders).")
+
+
+class ProGAN(tf.Module):
+  """All layers of a progressive GAN, and its per-stage generators and discriminators.
+
+  Stage ``s`` (0 .. ``num_stages - 1``) works at resolution ``4 * 2**s``; the
+  last stage at ``image_size``. The layers of every resolution are created and
+  built in ``__init__`` (in a fixed order, so a seeded run initializes the
+  same weights whichever stage is requested first). The models returned by
+  :meth:`generator` / :meth:`discriminator` are cached Functional models over
+  these shared layers; training one stage's model trains the layers every
+  other stage uses.
+
+  Attributes:
+    alpha: the fade-in variable (float32 [], non-trainable, starts at 1.0)
+      every fading model reads. Assign it on the host before a step.
+    generator_layers, discriminator_layers: the weight-holding layers by name.
+    num_stages: log2(image_size) - 1.
+
+  A ``tf.Module``: ``tf.train.Checkpoint(progan=p)`` saves the layers of every
+  stage and ``alpha`` (not the cached models, which hold the same variables),
+  so a growing run can checkpoint one object whatever stage it is in.
+  """
+
+  def __init__(self, *, image_size: int, channels: int = 3, z_dim: int = 512,
+               fmap_base: int = 8192, fmap_max: int = 512, output_activation: str = "tanh",
+               mbstd_group_size: int = 4, name: str = "progan"):
+    """Creates the layers of every stage. Arguments as :func:`build`."""
+    where = "progan.build"
+    _check_image_size(where, image_size)
+    check_positive_int(where, "channels", channels, "pass 3 for RGB or 1 for grayscale.")
+    check_positive_int(where, "z_dim", z_dim, "pass z_dim=512 (the reference).")
+    check_positive_int(where, "fmap_base", fmap_base, "pass fmap_base=8192 (the reference).")
+    check_positive_int(where, "fmap_max", fmap_max, "pass fmap_max=512 (the reference).")
+    if output_activation not in _OUTPUT_ACTIVATIONS:
+      raise ValueError(f"{where}: output_activation={output_activation!r} is not one of "
+                       f"{_OUTPUT_ACTIVATIONS}; pass 'tanh' (images in [-1, 1], the Re-GAN "
+                       "port) or 'linear' (the paper).")
+    if (not isinstance(mbstd_group_size, int) or isinstance(mbstd_group_size, bool)
+        or mbstd_group_size == 1 or mbstd_group_size < 0):
+      raise ValueError(f"{where}: mbstd_group_size={mbstd_group_size!r} must be 0 (no minibatch "
+                       "stddev) or an integer >= 2; pass 4 (the reference).")
+    super().__init__(name=name)
+    self.image_size = image_size
+    self.channels = channels
+    self.z_dim = z_dim
+    self.fmap_base = fmap_base
+    self.fmap_max = fmap_max
+    self.output_activation = output_activation
+    self.mbstd_group_size = mbstd_group_size
+    self.num_stages = int(math.log2(image_size)) - 1
+    self.alpha_key = f"progan_alpha_{next(_ALPHA_IDS)}"
+    self.alpha = shared_alpha(self.alpha_key)
+    self.generator_layers = self._make_generator_layers()
+    self.discriminator_layers = self._make_discriminator_layers()
+    # A plain object, so neither checkpoints nor tf.Module's variable walk see the
+    # models (their layers are tracked above; which models exist depends on use).
+    self._cache = types.SimpleNamespace(models={})
+
+  # ------------------------------------------------------------ structure ---
+
+  def nf(self, i: int) -> int:
+    """Feature maps ``min(fmap_base // 2**i, fmap_max)`` (the block at 2**k uses nf(k - 1))."""
+    return max(1, min(self.fmap_base // 2**i, self.fmap_max))
+
+  def resolution(self, stage: int) -> int:
+    """Image size of ``stage``: 4 * 2**stage."""
+    self._check_stage(stage)
+    return 4 * 2**stage
+
+  def _check_stage(self, stage: Any) -> None:
+    if (not isinstance(stage, int) or isinstance(stage, bool)
+        or not 0 <= stage < self.num_stages):
+      raise ValueError(f"stage={stage!r} is out of range for image_size={self.image_size}: "
+                       f"stages are 0 (4x4) .. {self.num_stages - 1} ({self.image_size}x"
+                       f"{self.image_size}).")
+
+  def _width(self, resolution: int) -> int:
+    return self.nf(int(math.log2(resolution)) - 1)
+
+  def _resolutions(self) -> List[int]:
+    return [4 * 2**s for s in range(self.num_stages)]
+
+  def _make_generator_layers(self) -> Dict[str, keras.layers.Layer]:
+    made: Dict[str, keras.layers.Layer] = {}
+
+    def add(layer: keras.layers.Layer, input_shape: Tuple[Optional[int], ...]) -> None:
+      layer.build(input_shape)
+      made[layer.name] = layer
+
+    f4 = self._width(4)
+    add(EqualizedDense(16 * f4, gain=_SQRT2 / 4, reshape=(4, 4, f4), name="b4_dense"),
+        (None, self.z_dim))
+    add(EqualizedConv2D(f4, 3, name="b4_conv"), (None, 4, 4, f4))
+    for r in self._resolutions()[1:]:
+      cin, cout = self._width(r // 2), self._width(r)
+      add(EqualizedConv2D(cout, 3, name=f"b{r}_conv0"), (None, r, r, cin))
+      add(EqualizedConv2D(cout, 3, name=f"b{r}_conv1"), (None, r, r, cout))
+    for r in self._resolutions():
+      add(EqualizedConv2D(self.channels, 1, gain=1.0, name=f"to_rgb_{r}"),
+          (None, r, r, self._width(r)))
+    return made
+
+  def _make_discriminator_layers(self) -> Dict[str, keras.layers.Layer]:
+    made: Dict[str, keras.layers.Layer] = {}
+
+    def add(layer: keras.layers.Layer, input_shape: Tuple[Optional[int], ...]) -> None:
+      layer.build(input_shape)
+      made[layer.name] = layer
+
+    for r in self._resolutions():
+      add(EqualizedConv2D(self._width(r), 1, name=f"from_rgb_{r}"), (None, r, r, self.channels))
+    for r in self._resolutions()[1:]:
+      cin, cout = self._width(r), self._width(r // 2)
+      add(EqualizedConv2D(cin, 3, name=f"b{r}_conv0"), (None, r, r, cin))
+      add(EqualizedConv2D(cout, 3, name=f"b{r}_conv1"), (None, r, r, cin))
+    f4 = self._width(4)
+    extra = 1 if self.mbstd_group_size else 0
+    add(EqualizedConv2D(f4, 3, name="b4_conv"), (None, 4, 4, f4 + extra))
+    add(EqualizedDense(self.nf(0), name="b4_dense"), (None, 16 * f4))
+    add(EqualizedDense(1, gain=1.0, dtype="float32", name="logits"), (None, self.nf(0)))
+    return made
+
+  @property
+  def generator_variables(self) -> List[tf.Variable]:
+    """Trainable variables of the generator layers of every stage (for an optimizer's build)."""
+    return [v for layer in self.generator_layers.values() for v in layer.trainable_variables]
+
+  @property
+  def discriminator_variables(self) -> List[tf.Variable]:
+    """Trainable variables of the discriminator layers of every stage."""
+    return [v for layer in self.discriminator_layers.values() for v in layer.trainable_variables]
+
+  # --------------------------------------------------------------- models ---
+
+  def generator(self, stage: int, fade: bool = True) -> keras.Model:
+    """The generator of ``stage``: z float32 [B, z_dim] -> images float32 [B, r, r, C].
+
+    With ``fade`` (and stage >= 1) the output blends the upsampled previous
+    resolution's image with the new block's by :attr:`alpha`; without it, the
+    stage's plain network. Cached: the same call returns the same model.
+    """
+    self._check_stage(stage)
+    fade = bool(fade) and stage > 0
+    key = ("generator", stage, fade)
+    if key not in self._cache.models:
+      self._cache.models[key] = self._build_generator(stage, fade)
+    return self._cache.models[key]
+
+  def discriminator(self, stage: int, fade: bool = True) -> keras.Model:
+    """The discriminator of ``stage``: images [B, r, r, C] -> logits float32 [B, 1].
+
+    With ``fade`` (and stage >= 1) the new block's features are blended with
+    the previous resolution's ``from_rgb`` of the 2x2-average-pooled input by
+    :attr:`alpha`. B must be a multiple of min(mbstd_group_size, B).
+    """
+    self._check_stage(stage)
+    fade = bool(fade) and stage > 0
+    key = ("discriminator", stage, fade)
+    if key not in self._cache.models:
+      self._cache.models[key] = self._build_discriminator(stage, fade)
+    return self._cache.models[key]
+
+  def _g_conv(self, x: tf.Tensor, name: str) -> tf.Tensor:
+    x = self.generator_layers[name](x)
+    x = keras.layers.LeakyReLU(_LRELU_SLOPE, name=f"{name}_act")(x)
+    return PixelNorm(name=f"{name}_norm")(x)
+
+  def _build_generator(self, stage: int, fade: bool) -> keras.Model:
+    layers = self.generator_layers
+    z = keras.Input(shape=(self.z_dim,), dtype="float32", name="z")
+    x = PixelNorm(name="latent_norm")(z)
+    x = self._g_conv(x, "b4_dense")
+    x = self._g_conv(x, "b4_conv")
+    previous = x
+    for r in self._resolutions()[1:stage + 1]:
+      previous = x
+      x = gan_layers.NearestUpsample2D(2, name=f"b{r}_up")(x)
+      x = self._g_conv(x, f"b{r}_conv0")
+      x = self._g_conv(x, f"b{r}_conv1")
+    r = 4 * 2**stage
+    rgb = layers[f"to_rgb_{r}"](x)
+    if fade:
+      old = layers[f"to_rgb_{r // 2}"](previous)
+      old = gan_layers.NearestUpsample2D(2, name=f"fade_{r}_up")(old)
+      rgb = FadeIn(self.alpha_key, name=f"fade_{r}")([old, rgb])
+    images = keras.layers.Activation(self.output_activation, dtype="float32", name="output")(rgb)
+    suffix = "_fade" if fade else ""
+    return keras.Model(z, images, name=f"generator_{r}x{r}{suffix}")
+
+  def _d_conv(self, x: tf.Tensor, name: str, act_name: Optional[str] = None) -> tf.Tensor:
+    x = self.discriminator_layers[name](x)
+    return keras.layers.LeakyReLU(_LRELU_SLOPE, name=act_name or f"{name}_act")(x)
+
+  def _build_discriminator(self, stage: int, fade: bool) -> keras.Model:
+    r = 4 * 2**stage
+    images = keras.Input(shape=(r, r, self.channels), name="images")
+    x = self._d_conv(images, f"from_rgb_{r}")
+    for i, res in enumerate(self._resolutions()[stage:0:-1]):
+      x = self._d_conv(x, f"b{res}_conv0")
+      x = self._d_conv(x, f"b{res}_conv1")
+      x = keras.layers.AveragePooling2D(2, name=f"b{res}_pool")(x)
+      if fade and i == 0:
+        skip = keras.layers.AveragePooling2D(2, name=f"fade_{r}_pool")(images)
+        skip = self._d_conv(skip, f"from_rgb_{r // 2}", act_name=f"fade_{r}_from_rgb_act")
+        x = FadeIn(self.alpha_key, name=f"fade_{r}")([skip, x])
+    if self.mbstd_group_size:
+      x = MinibatchStdDev(self.mbstd_group_size, name="b4_mbstd")(x)
+    x = self._d_conv(x, "b4_conv")
+    x = keras.layers.Flatten(name="b4_flatten")(x)
+    x = self._d_conv(x, "b4_dense")
+    logits = self.discriminator_layers["logits"](x)
+    suffix = "_fade" if fade else ""
+    return keras.Model(images, logits, name=f"discriminator_{r}x{r}{suffix}")
+
+  def validate_schedule(self, schedule: "GrowthSchedule") -> None:
+    """Raises ValueError unless ``schedule`` has one entry per stage of this ProGAN."""
+    if schedule.num_stages != self.num_stages:
+      raise ValueError(f"the growth schedule has {schedule.num_stages} stages but "
+                       f"image_size={self.image_size} has {self.num_stages} (4x4 .. "
+                       f"{self.image_size}x{self.image_size}); give stage_steps, fade_steps and "
+                       f"batch_sizes {self.num_stages} entries each.")
+
+
+def build_progressive(*, image_size: int, channels: int = 3, z_dim: int = 512,
+                      fmap_base: int = 8192, fmap_max: int = 512, output_activation: str = "tanh",
+                      mbstd_group_size: int = 4) -> ProGAN:
+  """The :class:`ProGAN` (all stages) for a trainer that grows the networks.
+
+  Arguments as :func:`build`. Call under the run's ``strategy.scope()``.
+  """
+  return ProGAN(image_size=image_size, channels=channels, z_dim=z_dim, fmap_base=fmap_base,
+                fmap_max=fmap_max, output_activation=output_activation,
+                mbstd_group_size=mbstd_group_size)
+
+
+def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 512, fmap_base: int = 8192,
+          fmap_max: int = 512, output_activation: str = "tanh", mbstd_group_size: int = 4) -> GAN:
+  """Builds ProGAN's final-stage generator and discriminator (no growing).
+
+  The networks of the last stage at full resolution, without fade-in branches
+  (alpha = 1), so the library's trainer can train them like any architecture
+  and Re-GAN can prune the generator (wrap its equalized layers; exclude
+  ``('to_rgb',)`` to keep the output layer dense). For progressive growing use
+  :func:`build_progressive`. Train with ``loss='wasserstein'``, ``gp_weight=10``,
+  Adam(1e-3, 0.0, 0.99), ``n_critic=1`` (the paper; plus its 0.001 drift term).
+
+  Args:
+    image_size: R, a power of two from 8 to 1024 (32 for CIFAR-10).
+    channels: image channels C.
+    z_dim: latent size (reference 512; the trainer passes its own ``z_dim``).
+    fmap_base, fmap_max: widths ``min(fmap_base // 2**i, fmap_max)`` (reference
+      8192, 512; tiny values make tiny test models).
+    output_activation: 'tanh' (default; images in [-1, 1]) or 'linear' (paper).
+    mbstd_group_size: minibatch stddev group size (reference 4); 0 disables it.
+      The per-replica batch must be a multiple of min(group size, batch).
+
+  Returns:
+    GAN with generator z float32 [B, z_dim] -> images float32 [B, R, R, C] and
+    discriminator [B, R, R, C] -> logits float32 [B, 1].
+
+  Raises:
+    ValueError: an argument is out of range; the message says what is allowed.
+  """
+  progan = build_progressive(image_size=image_size, channels=channels, z_dim=z_dim,
+                             fmap_base=fmap_base, fmap_max=fmap_max,
+                             output_activation=output_activation,
+                             mbstd_group_size=mbstd_group_size)
+  final = progan.num_stages - 1
+  return GAN(generator=progan.generator(final, fade=False),
+             discriminator=progan.discriminator(final, fade=False), z_dim=z_dim)
+
+
+# ----------------------------------------------------------------------------
+# Growth schedule
+# ----------------------------------------------------------------------------
+
+
+def _int_tuple(where: str, arg: str, value: Any, num_stages: Optional[int], fix: str,
+               minimum: int) -> Tuple[int, ...]:
+  if isinstance(value, int) and not isinstance(value, bool) and num_stages is not None:
+    value = (value,) * num_stages
+  if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+    raise ValueError(f"{where}: {arg}={value!r} must be a sequence of integers, one per stage; "
+                     f"{fix}")
+  out = tuple(value)
+  for v in out:
+    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+      raise ValueError(f"{where}: {arg}={value!r} must hold integers >= {minimum}, one per stage; "
+                       f"{fix}")
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class GrowthSchedule:
+  """When a progressive run changes stage and how far each fade-in has gone.
+
+  Counted in the trainer's steps (one step = ``n_critic`` D steps + one G
+  step). Stage ``s`` lasts ``stage_steps[s]`` steps; a stage ``s >= 1`` starts
+  with a fade-in of ``fade_steps[s]`` steps during which alpha rises linearly
+  from 0 (the previous resolution's network) to 1 (the new one), then trains
+  the plain network. Stage 0 (4x4) has nothing to fade from. After the last
+  stage's length the run stays in the last stage at alpha 1, so the final
+  stage's length may be that of the whole remaining run.
+
+  The reference (``TrainingSchedule``, counted in real images shown to D): a
+  stage of ``lod_training_kimg`` stable images, then each new resolution fades
+  in over ``lod_transition_kimg`` and trains ``lod_training_kimg`` more (600k
+  each by default, 800k for CelebA-HQ / LSUN); minibatch 128 up to 16x16, then
+  64, 32, 16, 8 (the v2 single-GPU preset). Use :meth:`from_images`. The Re-GAN
+  port trains CIFAR-10 for epochs ``(2, 2, 2, 8)`` at 4, 8, 16, 32 with batches
+  ``(128, 128, 128, 64)`` and fades over each whole stage (its alpha starts at
+  1/epochs, as it counts epochs from 1, and reaches 1 at the start of the
+  last epoch); :meth:`from_epochs` with ``fade_epochs=(0, 2, 2, 8)`` is the
+  nearest linear schedule.
+
+  Attributes:
+    stage_steps: steps of each stage, fade-in included, >= 1 each.
+    fade_steps: fade-in steps at the start of each stage; ``fade_steps[0]``
+      must be 0 and ``fade_steps[s] <= stage_steps[s]``.
+    batch_sizes: global batch size of each stage (the reference shrinks it at
+      high resolution).
+  """
+  stage_steps: Tuple[int, ...]
+  fade_steps: Tuple[int, ...]
+  batch_sizes: Tuple[int, ...]
+
+  def __post_init__(self):
+    where = "GrowthSchedule"
+    stage_steps = _int_tuple(where, "stage_steps", self.stage_steps, None,
+                             "e.g. stage_steps=(1000, 2000, 2000, 4000) for 4x4 .. 32x32.", 1)
+    n = len(stage_steps)
+    if n < 1:
+      raise ValueError(f"{where}: stage_steps is empty; give one length per stage (4x4, 8x8, ...).")
+    fade_steps = _int_tuple(where, "fade_steps", self.fade_steps, None,
+                            "pass 0 for stage 0 and the fade-in length of each later stage.", 0)
+    batch_sizes = _int_tuple(where, "batch_sizes", self.batch_sizes, n,
+                             "e.g. batch_sizes=(128, 128, 128, 64), or one int for all stages.", 1)
+    for arg, values in (("fade_steps", fade_steps), ("batch_sizes", batch_sizes)):
+      if len(values) != n:
+        raise ValueError(f"{where}: {arg} has {len(values)} entries but stage_steps has {n}; "
+                         "give one per stage.")
+    if fade_steps[0] != 0:
+      raise ValueError(f"{where}: fade_steps[0]={fade_steps[0]} must be 0: stage 0 (4x4) has no "
+                       "lower resolution to fade from.")
+    for s, (fade, length) in enumerate(zip(fade_steps, stage_steps)):
+      if fade > length:
+        raise ValueError(f"{where}: fade_steps[{s}]={fade} exceeds stage_steps[{s}]={length}; a "
+                         "fade-in happens within its stage. Lengthen the stage or shorten the fade.")
+    object.__setattr__(self, "stage_steps", stage_steps)
+    object.__setattr__(self, "fade_steps", fade_steps)
+    object.__setattr__(self, "batch_sizes", batch_sizes)
+
+  @classmethod
+  def from_images(cls, *, stage_images: Sequence[int], fade_images: Union[int, Sequence[int]],
+                  batch_sizes: Union[int, Sequence[int]], n_critic: int = 1) -> "GrowthSchedule":
+    """A schedule from numbers of real images shown to D, as the reference counts.
+
+    A step of stage ``s`` shows D ``batch_sizes[s] * n_critic`` reals; lengths
+    are rounded up to whole steps.
+
+    Args:
+      stage_images: images per stage, fade-in included.
+      fade_images: fade-in images per stage (stage 0: 0), or one number for
+        every stage >= 1.
+      batch_sizes: global batch per stage, or one for all.
+      n_critic: D steps per trainer step.
+    """
+    where = "GrowthSchedule.from_images"
+    check_positive_int(where, "n_critic", n_critic, "pass the trainer's n_critic (ProGAN: 1).")
+    stage_images = _int_tuple(where, "stage_images", stage_images, None,
+                              "e.g. (600_000, 1_200_000, 1_200_000, 1_200_000).", 1)
+    n = len(stage_images)
+    if isinstance(fade_images, int) and not isinstance(fade_images, bool):
+      fade_images = (0,) + (fade_images,) * (n - 1)
+    fade_images = _int_tuple(where, "fade_images", fade_images, n, "e.g. 600_000.", 0)
+    batch_sizes = _int_tuple(where, "batch_sizes", batch_sizes, n, "e.g. (128, 128, 128, 64).", 1)
+    if len(batch_sizes) != n:
+      raise ValueError(f"{where}: batch_sizes has {len(batch_sizes)} entries but stage_images has "
+                       f"{n}; give one per stage.")
+
+    def steps(images: int, batch: int) -> int:
+      return -(-images // (batch * n_critic))
+
+    return cls(stage_steps=tuple(steps(i, b) for i, b in zip(stage_images, batch_sizes)),
+               fade_steps=tuple(steps(i, b) for i, b in zip(fade_images, batch_sizes)),
+               batch_sizes=batch_sizes)
+
+  @classmethod
+  def from_epochs(cls, *, stage_epochs: Sequence[float],
+                  fade_epochs: Union[float, Sequence[float]],
+                  batch_sizes: Union[int, Sequence[int]], num_examples: int,
+                  n_critic: int = 1) -> "GrowthSchedule":
+    """A schedule in epochs of ``num_examples`` images (the Re-GAN port's unit).
+
+    One epoch shows D every example once, i.e. ``num_examples`` images.
+    """
+    where = "GrowthSchedule.from_epochs"
+    check_positive_int(where, "num_examples", num_examples, "pass the training set's size.")
+    if isinstance(stage_epochs, (str, bytes)) or not isinstance(stage_epochs, Sequence):
+      raise ValueError(f"{where}: stage_epochs={stage_epochs!r} must be a sequence of epochs, one "
+                       "per stage; e.g. stage_epochs=(2, 2, 2, 8).")
+    n = len(stage_epochs)
+    if isinstance(fade_epochs, (int, float)) and not isinstance(fade_epochs, bool):
+      fade_epochs = (0,) + (fade_epochs,) * (n - 1)
+    for arg, values in (("stage_epochs", stage_epochs), ("fade_epochs", fade_epochs)):
+      if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in values):
+        raise ValueError(f"{where}: {arg}={values!r} must hold non-negative numbers of epochs, "
+                         "one per stage; e.g. stage_epochs=(2, 2, 2, 8).")
+    return cls.from_images(stage_images=[int(math.ceil(e * num_examples)) for e in stage_epochs],
+                           fade_images=[int(math.ceil(e * num_examples)) for e in fade_epochs],
+                           batch_sizes=batch_sizes, n_critic=n_critic)
+
+  @property
+  def num_stages(self) -> int:
+    return len(self.stage_steps)
+
+  @property
+  def total_steps(self) -> int:
+    """Sum of the stage lengths (the run may go on in the last stage)."""
+    return sum(self.stage_steps)
+
+  def stage_start(self, stage: int) -> int:
+    """The first step of ``stage``."""
+    if not isinstance(stage, int) or isinstance(stage, bool) or not 0 <= stage < self.num_stages:
+      raise ValueError(f"stage={stage!r} must be in 0 .. {self.num_stages - 1}.")
+    return sum(self.stage_steps[:stage])
+
+  def stage_and_alpha(self, step: int) -> Tuple[int, float]:
+    """``(stage, alpha)`` for trainer step ``step`` (0-based), a pure function of it.
+
+    Within a stage's fade-in, alpha = (step - stage_start) / fade_steps, so
+    its first step trains at alpha 0 and the step after the fade at alpha 1.
+    """
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+      raise ValueError(f"GrowthSchedule.stage_and_alpha: step={step!r} must be an integer >= 0.")
+    start = 0
+    for stage, length in enumerate(self.stage_steps):
+      if step < start + length or stage == self.num_stages - 1:
+        into, fade = step - start, self.fade_steps[stage]
+        return stage, (1.0 if into >= fade else into / fade)
+      start += length
+    raise AssertionError("unreachable")
+
+  def batch_size(self, stage: int) -> int:
+    """Global batch size of ``stage``."""
+    self.stage_start(stage)  # validates
+    return self.batch_sizes[stage]
+
+  def get_config(self) -> Dict[str, Any]:
+    """The schedule as plain lists (for logs and ``from_config``), with resolutions."""
+    return {"stage_steps": list(self.stage_steps), "fade_steps": list(self.fade_steps),
+            "batch_sizes": list(self.batch_sizes),
+            "resolutions": [4 * 2**s for s in range(self.num_stages)]}
+
+  @classmethod
+  def from_config(cls, config: Dict[str, Any]) -> "GrowthSchedule":
+    config = {k: v for k, v in config.items() if k != "resolutions"}
+    return cls(**config)
