@@ -8,6 +8,9 @@ may name, under short, stable names:
     data.image_folder          regan_tf.data.load_image_folder
     data.tfds                  regan_tf.data.load_tfds
     models.dcgan, models.sngan regan_tf.models.<arch>.build
+    models.autogan             regan_tf.models.autogan.build
+    models.progan              regan_tf.models.progan.build (final-stage ProGAN; no growing)
+    models.stylegan2           regan_tf.models.stylegan2.build (config E; set train.z_dim = 512)
     regan                      regan_tf.pruning.build_controller (Re-GAN; train.pruning = @regan)
     evaluation                 regan_tf.metrics.build_evaluator (FID/IS/KID; train.evaluation = @evaluation)
     apa                        regan_tf.augment.AdaptivePseudoAugment (train.apa = @apa)
@@ -37,6 +40,9 @@ gin.external_configurable(data.load_tfds, name="tfds", module="data")
 
 gin.external_configurable(models.dcgan.build, name="dcgan", module="models")
 gin.external_configurable(models.sngan.build, name="sngan", module="models")
+gin.external_configurable(models.progan.build, name="progan", module="models")
+gin.external_configurable(models.autogan.build, name="autogan", module="models")
+gin.external_configurable(models.stylegan2.build, name="stylegan2", module="models")
 
 # The trainer supplies the generator, strategy and run lengths; gin sets the Re-GAN numbers.
 gin.external_configurable(pruning.build_controller, name="regan",

@@ -131,7 +131,7 @@ def test_rejects_bad_arguments(kwargs, match):
 
 
 def test_registry_builds_each_architecture():
-  assert models.names() == ("dcgan", "sngan")
+  assert models.names() == ("autogan", "dcgan", "progan", "sngan", "stylegan2")
   gan = models.build("dcgan", image_size=16, channels=3, z_dim=8, g_base_channels=4)
   assert isinstance(gan, models.GAN)
   assert gan.generator.output_shape == (None, 16, 16, 3)
@@ -141,7 +141,7 @@ def test_registry_builds_each_architecture():
 
 
 def test_registry_unknown_name_lists_valid_names():
-  with pytest.raises(ValueError, match=r"name='biggan'.*dcgan, sngan"):
+  with pytest.raises(ValueError, match=r"name='biggan'.*autogan, dcgan, progan, sngan, stylegan2"):
     models.build("biggan", image_size=32, channels=3)
 
 

@@ -1,12 +1,15 @@
 """GAN architectures by name.
 
-Each architecture module (``dcgan``, ``sngan``) has the same builder,
+Each architecture module (``dcgan``, ``sngan``, ``autogan``, ``progan``,
+``stylegan2``) has the same builder,
 ``build(*, image_size, channels, z_dim=128, **arch_kwargs) -> GAN``, and
-:func:`build` picks one by name. The generator is a Functional ``keras.Model``
-made of standard layers (plus the weightless :class:`~regan_tf.models.layers.NearestUpsample2D`),
-so that TFMOT's ``prune_low_magnitude`` can clone it and wrap its Dense/Conv
-layers; its layers have unique, structured names (``block1_conv1``, ``block1_bn1``,
-``block1_shortcut``, ...) for excluding layers from pruning by name.
+:func:`build` picks one by name. The generator is a Functional ``keras.Model``,
+so that TFMOT can clone it and wrap its layers: standard Dense/Conv layers
+(dcgan, sngan, autogan) or custom layers that implement TFMOT's
+``PrunableLayer`` protocol and name their connection weights in
+``get_prunable_weights()`` (ProGAN's equalized-lr layers, StyleGAN2's
+modulated convolutions and mapping). Layers have unique, structured names
+(``block1_conv1``, ``b8_torgb``, ...) for excluding layers from pruning by name.
 """
 
 from __future__ import annotations
@@ -42,12 +45,18 @@ def check_positive_int(builder: str, arg: str, value: Any, fix: str) -> None:
 
 # The architecture modules import GAN and check_positive_int from this package,
 # so they are imported after those are defined.
+from regan_tf.models import autogan  # noqa: E402
 from regan_tf.models import dcgan  # noqa: E402
+from regan_tf.models import progan  # noqa: E402
 from regan_tf.models import sngan  # noqa: E402
+from regan_tf.models import stylegan2  # noqa: E402
 
 _BUILDERS: dict[str, Callable[..., GAN]] = {
+    "autogan": autogan.build,
     "dcgan": dcgan.build,
+    "progan": progan.build,
     "sngan": sngan.build,
+    "stylegan2": stylegan2.build,
 }
 
 
@@ -61,12 +70,13 @@ def build(name: str, *, image_size: int, channels: int, z_dim: int = 128,
   """Builds the architecture ``name``.
 
   Args:
-    name: one of :func:`names` ('dcgan', 'sngan').
+    name: one of :func:`names` ('autogan', 'dcgan', 'progan', 'sngan', 'stylegan2').
     image_size: height = width of the images, in pixels.
     channels: image channels (3 for RGB, 1 for grayscale).
     z_dim: latent size.
     **arch_kwargs: the architecture's own keyword arguments (widths, spectral
-      norm, ...); see ``dcgan.build`` and ``sngan.build``.
+      norm, ...); see ``dcgan.build``, ``sngan.build``, ``autogan.build``,
+      ``progan.build`` and ``stylegan2.build``.
 
   Returns:
     The :class:`GAN`.
