@@ -212,6 +212,13 @@ def train(
     z_dim: int = 128,
     loss: str = "hinge",
     gp_weight: float = 0.0,
+    drift_weight: float = 0.0,
+    r1_gamma: float = 0.0,
+    r1_every: int = 16,
+    pl_weight: float = 0.0,
+    pl_every: int = 4,
+    pl_batch_shrink: int = 2,
+    style_mixing: float = 0.0,
     batch_size: int = 64,
     n_critic: int = 5,
     train_steps: Optional[int] = None,
@@ -257,6 +264,21 @@ def train(
     z_dim: latent size.
     loss: ``hinge``, ``non_saturating`` or ``wasserstein`` (regan_tf.losses).
     gp_weight: weight of the WGAN-GP gradient penalty (0 disables it).
+    drift_weight: weight of ProGAN's drift term ``mean(D(real)^2)`` in the D
+      loss (0.001 in ProGAN; 0 disables it).
+    r1_gamma, r1_every: lazy R1 (StyleGAN2): every ``r1_every`` iterations an
+      extra D step on ``r1_gamma / 2 * r1_every * R1`` over the iteration's last
+      real batch. 0 disables it.
+    pl_weight, pl_every, pl_batch_shrink: lazy path-length regularization
+      (StyleGAN2 generators only): every ``pl_every`` iterations an extra G step
+      on ``pl_weight * pl_every * PL`` over ``batch / pl_batch_shrink``
+      latents, with Re-GAN's gradient masks and masks applied after it, like
+      the main G step. 0 disables it. With lazy regularization the affected
+      optimizer's lr is multiplied by c = k / (k + 1) and its betas raised to c
+      (StyleGAN2, Appendix B); Re-GAN's dense-phase factor then scales that
+      corrected rate, so the ratio between phases is kept.
+    style_mixing: probability of style mixing in G's training forward passes
+      (StyleGAN2 generators only; 0.9 in the Re-GAN reference, 0 off).
     batch_size: global batch size, split evenly over replicas.
     n_critic: discriminator steps per generator step.
     train_steps: generator steps to train for. Exactly one of ``train_steps``
@@ -321,6 +343,19 @@ def train(
             g_lr=g_lr, d_lr=d_lr, checkpoint_every=checkpoint_every, log_every=log_every,
             image_every=image_every, keep_checkpoints=keep_checkpoints)
   g_loss_fn, d_loss_fn = losses_lib.get(loss)
+  for name, value in (("drift_weight", drift_weight), ("r1_gamma", r1_gamma), ("pl_weight", pl_weight),
+                      ("gp_weight", gp_weight)):
+    if not value >= 0:
+      raise ValueError(f"{name} must be >= 0 (0 disables it), got {value}.")
+  for name, value in (("r1_every", r1_every), ("pl_every", pl_every), ("pl_batch_shrink", pl_batch_shrink)):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+  if not 0.0 <= style_mixing <= 1.0:
+    raise ValueError(f"style_mixing is a probability in [0, 1], got {style_mixing}.")
+  # Lazy regularization (StyleGAN2 App. B): a penalty applied every k steps
+  # gets an optimizer whose lr and betas are corrected by c = k / (k + 1).
+  d_lazy = r1_every / (r1_every + 1.0) if r1_gamma > 0 else 1.0
+  g_lazy = pl_every / (pl_every + 1.0) if pl_weight > 0 else 1.0
   policy = augment_lib.parse_policy(diffaugment)
   use_jit = resolve_jit_compile(jit_compile, dist)
   if mixed_precision and not _on_gpu(dist):
@@ -365,9 +400,23 @@ def train(
                              train_steps=train_steps)
         generator = controller.generator
       # Under Re-GAN the generator's rate is base x the controller's phase factor.
-      g_rate = controller.learning_rate(g_lr) if controller is not None else g_lr
-      g_opt = _make_optimizer(g_rate, beta1, beta2, mixed_precision, "g_adam")
-      d_opt = _make_optimizer(d_lr, beta1, beta2, mixed_precision, "d_adam")
+      g_rate = controller.learning_rate(g_lr * g_lazy) if controller is not None else g_lr * g_lazy
+      g_opt = _make_optimizer(g_rate, beta1 ** g_lazy, beta2 ** g_lazy, mixed_precision, "g_adam")
+      d_opt = _make_optimizer(d_lr * d_lazy, beta1 ** d_lazy, beta2 ** d_lazy, mixed_precision, "d_adam")
+      if g_lazy != 1.0 or d_lazy != 1.0:
+        logging.info("Lazy regularization: G lr x %.4f and betas ^%.4f (path length every %d); D lr x %.4f "
+                     "and betas ^%.4f (R1 every %d).", g_lazy, g_lazy, pl_every, d_lazy, d_lazy, r1_every)
+      stylegan_parts = None
+      if pl_weight > 0 or style_mixing > 0:
+        mapping, synthesis = models_lib.stylegan2.mapping_and_synthesis(generator)
+        stylegan_parts = (mapping, synthesis, int(synthesis.input_shape[1]))
+      pl_mean = None
+      if pl_weight > 0:
+        if (batch_size // replicas) // pl_batch_shrink < 1:
+          raise ValueError(f"pl_batch_shrink ({pl_batch_shrink}) leaves no latents of the per-replica batch "
+                           f"({batch_size // replicas}); lower it or raise batch_size.")
+        pl_mean = tf.Variable(0.0, trainable=False, name="pl_mean",
+                              aggregation=tf.VariableAggregation.MEAN)
       apa_state = apa(strategy=dist) if apa is not None else None
       # Built after G and D: cloning draws from Keras's global RNG.
       ema_state = ema(generator=generator, controller=controller, strategy=dist) if ema is not None else None
@@ -416,6 +465,8 @@ def train(
     for part in (controller, apa_state, ema_state):
       if part is not None:
         trackables.update(part.checkpoint_items())
+    if pl_mean is not None:
+      trackables["pl_mean"] = pl_mean
     ckpt = tf.train.Checkpoint(**trackables)
     manager = tf.train.CheckpointManager(ckpt, os.path.join(workdir, "checkpoints"),
                                          max_to_keep=keep_checkpoints)
@@ -450,7 +501,9 @@ def train(
     iterator = iter(dist.experimental_distribute_dataset(pipeline))
     iteration = _build_iteration(
         dist=dist, generator=generator, discriminator=discriminator, g_opt=g_opt, d_opt=d_opt,
-        g_loss_fn=g_loss_fn, d_loss_fn=d_loss_fn, gp_weight=gp_weight, z_dim=z_dim,
+        g_loss_fn=g_loss_fn, d_loss_fn=d_loss_fn, gp_weight=gp_weight, drift_weight=drift_weight,
+        r1_weight=r1_gamma / 2.0 * r1_every, pl_weight=pl_weight * pl_every, pl_batch_shrink=pl_batch_shrink,
+        pl_mean=pl_mean, style_mixing=style_mixing, stylegan_parts=stylegan_parts, z_dim=z_dim,
         local_batch=batch_size // replicas, n_critic=n_critic, seed=seed, jit=use_jit,
         controller=controller, policy=policy, apa=apa_state, ema=ema_state)
     # What samples, evaluates and exports: the EMA generator when there is one.
@@ -464,6 +517,7 @@ def train(
       logging.info("Run already complete (step %d of %d).", step, train_steps)
     last_time, last_step, loop_start = time.time(), step, time.time()
     profiling = False
+    last_regularization: Dict[str, tf.Tensor] = {}
     try:
       while step < train_steps:
         if controller is not None:
@@ -474,7 +528,11 @@ def train(
           tf.profiler.experimental.start(workdir)
           profiling = True
           logging.info("Profiling steps %d..%d into %s.", profile_steps[0], profile_steps[1], workdir)
-        step_metrics = iteration(iterator, tf.constant(step, tf.int64))
+        step_metrics = iteration(iterator, tf.constant(step, tf.int64),
+                                 r1=r1_gamma > 0 and step % r1_every == 0,
+                                 pl=pl_weight > 0 and step % pl_every == 0)
+        # Regularization steps are every k iterations: log their latest values.
+        last_regularization.update({k: v for k, v in step_metrics.items() if k in ("r1", "pl_penalty")})
         if profile_steps is not None and step == profile_steps[1]:
           float(step_metrics["g_loss"])  # the traced steps must have finished
           tf.profiler.experimental.stop()
@@ -483,7 +541,9 @@ def train(
           use_jit = False
         step += 1
         if step % log_every == 0 or step == train_steps:
-          metrics = {k: float(v) for k, v in step_metrics.items()}
+          metrics = {k: float(v) for k, v in {**step_metrics, **last_regularization}.items()}
+          if pl_mean is not None:
+            metrics["pl_mean"] = float(pl_mean.numpy())
           bad = [k for k, v in metrics.items() if not np.isfinite(v)]
           if bad:
             raise FloatingPointError(
@@ -580,6 +640,8 @@ def _summary_name(key: str) -> str:
     return f"speed/{key}"
   if key in ("g_lr", "d_lr"):
     return f"learning_rate/{key}"
+  if key in ("r1", "pl_penalty", "pl_mean"):
+    return f"regularization/{key}"
   return key
 
 
@@ -642,26 +704,29 @@ class _Iteration:
     self._n_critic = n_critic
     self.fell_back = False
     self._fn = self._make(jit)
-    self._first = True
+    self._traced = set()
 
   def _make(self, jit: bool):
     inner = tf.function(self._replica_fn, jit_compile=jit)
     dist, n_critic = self._dist, self._n_critic
 
     @tf.function
-    def run(iterator, step):
+    def run(iterator, step, r1, pl):
+      # r1 / pl are Python bools: each combination is its own trace, so the
+      # lazy regularization steps cost nothing on the iterations without them.
       reals = tuple(next(iterator) for _ in range(n_critic))
-      per_replica = dist.run(inner, args=(reals, step))
+      per_replica = dist.run(inner, args=(reals, step, r1, pl))
       return {k: dist.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
 
     return run
 
-  def __call__(self, iterator, step):
-    if not self._first:
-      return self._fn(iterator, step)
-    self._first = False
+  def __call__(self, iterator, step, r1: bool = False, pl: bool = False):
+    variant = (bool(r1), bool(pl))
+    if variant in self._traced or self.fell_back:
+      return self._fn(iterator, step, *variant)
+    self._traced.add(variant)
     try:
-      return self._fn(iterator, step)
+      return self._fn(iterator, step, *variant)
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as e:
       if "XLA" not in str(e) and "jit" not in str(e).lower() and "compil" not in str(e).lower():
         raise
@@ -669,11 +734,13 @@ class _Iteration:
                       str(e).splitlines()[0][:300])
       self.fell_back = True
       self._fn = self._make(False)
-      return self._fn(iterator, step)
+      return self._fn(iterator, step, *variant)
 
 
 def _build_iteration(*, dist, generator, discriminator, g_opt, d_opt, g_loss_fn, d_loss_fn,
-                     gp_weight: float, z_dim: int, local_batch: int, n_critic: int, seed: int,
+                     gp_weight: float, z_dim: int, drift_weight: float = 0.0, r1_weight: float = 0.0,
+                     pl_weight: float = 0.0, pl_batch_shrink: int = 2, pl_mean: Optional[tf.Variable] = None,
+                     style_mixing: float = 0.0, stylegan_parts: Optional[Tuple[Any, Any, int]] = None, local_batch: int, n_critic: int, seed: int,
                      jit: bool, controller: Optional[PruningController], policy: Tuple[str, ...] = (),
                      apa: Any = None, ema: Any = None) -> _Iteration:
   """Builds the per-replica training iteration and wraps it for the strategy."""
@@ -706,8 +773,17 @@ def _build_iteration(*, dist, generator, discriminator, g_opt, d_opt, g_loss_fn,
     grads = tape.gradient(scaled_loss, variables)
     return opt.get_unscaled_gradients(grads) if mixed else grads
 
+  def generate(z, step, k):
+    if not style_mixing:
+      return generator(z, training=True)
+    mapping, synthesis, num_ws = stylegan_parts
+    ws = models_lib.stylegan2.mixed_latents(
+        mapping, z, num_latents=num_ws, probability=style_mixing,
+        seed=tf.random.experimental.stateless_fold_in(stream_seed(step, k), 5))
+    return synthesis(ws, training=True)
+
   def d_step(real, z, step, k):
-    fake = generator(z, training=True)
+    fake = generate(z, step, k)
     if apa is not None:
       real = apa.apply(real, fake, seed=tf.random.experimental.stateless_fold_in(stream_seed(step, k), 4))
     real_in, fake_in = augment(real, step, k, 1), augment(fake, step, k, 2)
@@ -717,6 +793,8 @@ def _build_iteration(*, dist, generator, discriminator, g_opt, d_opt, g_loss_fn,
       loss = d_loss_fn(real_logits, fake_logits)
       if gp_weight:
         loss += gp_weight * losses_lib.gradient_penalty(discriminator, real_in, fake_in)
+      if drift_weight:
+        loss += drift_weight * losses_lib.drift_penalty(real_logits)
       scaled_loss = scaled(loss, d_opt)
     variables = discriminator.trainable_variables
     d_opt.apply_gradients(zip(gradients(tape, scaled_loss, variables, d_opt), variables))
@@ -724,28 +802,64 @@ def _build_iteration(*, dist, generator, discriminator, g_opt, d_opt, g_loss_fn,
       apa.observe(real_logits)
     return loss, tf.reduce_mean(real_logits), tf.reduce_mean(fake_logits)
 
-  def g_step(z, step):
+  def r1_step(real, step, k):
+    # An extra D step on the penalty alone (lazy R1), on the same augmented view D trained on.
     with tf.GradientTape() as tape:
-      fake = augment(generator(z, training=True), step, n_critic, 3)
-      fake_logits = tf.cast(discriminator(fake, training=True), tf.float32)
-      loss = g_loss_fn(fake_logits)
-      scaled_loss = scaled(loss, g_opt)
+      penalty = models_lib.stylegan2.r1_penalty(discriminator, real, augment=lambda x: augment(x, step, k, 1))
+      scaled_loss = scaled(r1_weight * penalty, d_opt)
+    variables = discriminator.trainable_variables
+    grads = gradients(tape, scaled_loss, variables, d_opt)
+    # Weights R1 does not reach (D's last bias) get no update rather than an error.
+    d_opt.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+    return penalty
+
+  def g_update(tape, scaled_loss):
     variables = generator.trainable_variables
     grads = gradients(tape, scaled_loss, variables, g_opt)
     if controller is not None:
       grads = controller.mask_gradients(grads, variables)
-    g_opt.apply_gradients(zip(grads, variables))
+    g_opt.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
     if controller is not None:
       controller.apply_masks()
-    if ema is not None:
-      ema.update(step)  # after the masks: under Re-GAN it also zeroes masked EMA entries
+
+  def pl_step(step):
+    # An extra G step on the path-length penalty alone; masked like the main G step.
+    mapping, synthesis, num_ws = stylegan_parts
+    base = tf.random.experimental.stateless_fold_in(stream_seed(step, n_critic), 7)
+    z = tf.random.stateless_normal([max(1, local_batch // pl_batch_shrink), z_dim],
+                                   seed=tf.random.experimental.stateless_fold_in(base, 0))
+    with tf.GradientTape() as tape:
+      ws = models_lib.stylegan2.mixed_latents(mapping, z, num_latents=num_ws, probability=style_mixing,
+                                              seed=tf.random.experimental.stateless_fold_in(base, 1))
+      penalty, new_mean, _ = models_lib.stylegan2.path_length_penalty(
+          synthesis, ws, pl_mean, tf.random.experimental.stateless_fold_in(base, 2))
+      scaled_loss = scaled(pl_weight * penalty, g_opt)
+    g_update(tape, scaled_loss)
+    pl_mean.assign(new_mean)
+    return penalty
+
+  def g_step(z, step):
+    with tf.GradientTape() as tape:
+      fake = augment(generate(z, step, n_critic), step, n_critic, 3)
+      fake_logits = tf.cast(discriminator(fake, training=True), tf.float32)
+      loss = g_loss_fn(fake_logits)
+      scaled_loss = scaled(loss, g_opt)
+    g_update(tape, scaled_loss)
     return loss
 
-  def replica_fn(reals, step):
+  def replica_fn(reals, step, r1: bool, pl: bool):
     d_loss = d_real = d_fake = 0.0
+    out = {}
     for k, real in enumerate(reals):
       d_loss, d_real, d_fake = d_step(real, latents(step, k), step, k)
+    if r1:
+      out["r1"] = r1_step(reals[-1], step, n_critic - 1)
     g_loss = g_step(latents(step, n_critic), step)
-    return dict(d_loss=d_loss, g_loss=g_loss, d_real=d_real, d_fake=d_fake)
+    if pl:
+      out["pl_penalty"] = pl_step(step)
+    if ema is not None:
+      ema.update(step)  # after the masks: under Re-GAN it also zeroes masked EMA entries
+    out.update(d_loss=d_loss, g_loss=g_loss, d_real=d_real, d_fake=d_fake)
+    return out
 
   return _Iteration(dist, replica_fn, n_critic, jit)

@@ -194,6 +194,7 @@ __all__ = [
     "build",
     "mapping_and_synthesis",
     "mix_styles",
+    "mixed_latents",
     "num_ws",
     "path_length_penalty",
     "r1_penalty",
@@ -1139,6 +1140,39 @@ def mix_styles(ws_a: tf.Tensor, ws_b: tf.Tensor, crossover: Union[int, tf.Tensor
   layer = tf.range(tf.shape(ws_a)[1])
   crossover = tf.reshape(tf.cast(crossover, tf.int32), [-1, 1])  # [1 or B, 1]
   return tf.where((layer[tf.newaxis, :] < crossover)[:, :, tf.newaxis], ws_a, ws_b)
+
+
+def mixed_latents(mapping: keras.Model, z: tf.Tensor, *, num_latents: int, probability: float,
+                  seed: tf.Tensor, training: bool = True) -> tf.Tensor:
+  """Per-layer latents for one training batch, with style mixing.
+
+  With probability ``probability`` (one draw per batch, as rosinality / Re-GAN),
+  a second latent ``z2 ~ N(0, I)`` is mapped too and the layers from a crossover
+  drawn uniformly in [1, num_latents) on take its w; otherwise every layer takes
+  ``mapping(z)``. All draws are stateless from ``seed`` (int32/int64 [2]), so a
+  training step stays a function of (weights, seed) and resumes exactly.
+
+  Args:
+    mapping: z [B, z_dim] -> w [B, w_dim] (from :func:`mapping_and_synthesis`).
+    z: [B, z_dim].
+    num_latents: the synthesis network's number of ws.
+    probability: in [0, 1]; 0 never mixes (and maps one z only).
+    seed: the stateless seed of z2, the coin and the crossover.
+    training: passed to the mapping network.
+
+  Returns:
+    ws [B, num_latents, w_dim].
+  """
+  ws = broadcast_w(mapping(z, training=training), num_latents)
+  if not probability or num_latents < 2:
+    return ws
+  seeds = [tf.random.experimental.stateless_fold_in(seed, i) for i in range(3)]
+  z2 = tf.random.stateless_normal(tf.shape(z), seed=seeds[0], dtype=z.dtype)
+  ws2 = broadcast_w(mapping(z2, training=training), num_latents)
+  coin = tf.random.stateless_uniform([], seed=seeds[1])
+  crossover = tf.random.stateless_uniform([], seed=seeds[2], minval=1, maxval=num_latents, dtype=tf.int32)
+  crossover = tf.where(coin < probability, crossover, num_latents)
+  return mix_styles(ws, ws2, crossover)
 
 
 def truncate(ws: tf.Tensor, w_avg: tf.Tensor, psi: float,
