@@ -130,3 +130,37 @@ def test_bad_regularization_settings_fail_at_once(tmp_path, bad):
   with pytest.raises(ValueError):
     _train(tmp_path / "run", **bad)
   assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_stylegan2_and_progan_train_under_regan_on_two_replicas(tmp_path):
+  # cpu_devices must be set before TensorFlow initializes: a fresh process runs both.
+  from conftest import run_python  # pylint: disable=g-import-not-at-top
+  code = f"""
+import functools
+from absl import logging
+from regan_tf import data, pruning, trainer
+from regan_tf.models import progan, stylegan2
+logging.set_verbosity('info')
+common = dict(cpu_devices=2, strategy='mirrored', batch_size=8, n_critic=1, train_steps=2, log_every=1,
+              checkpoint_every=1, image_every=100, num_grid_images=4, z_dim=8, seed=1, export=True,
+              dataset=functools.partial(data.load_digits, image_size=8, channels=1))
+regan = functools.partial(pruning.build_controller, sparsity=0.3, warmup=1, g=2)
+a = trainer.train(workdir={str(tmp_path / 'stylegan2')!r}, loss='non_saturating', r1_gamma=1.0, r1_every=1,
+                  pl_weight=2.0, pl_every=1, style_mixing=0.9,
+                  model=functools.partial(stylegan2.build, w_dim=8, mapping_layers=2, channel_base=64,
+                                          channel_max=8, mbstd_group_size=2),
+                  pruning=functools.partial(regan, exclude=('torgb',)), **common)
+b = trainer.train(workdir={str(tmp_path / 'progan')!r}, loss='wasserstein', gp_weight=10.0, drift_weight=0.001,
+                  model=functools.partial(progan.build, fmap_base=32, fmap_max=8),
+                  pruning=functools.partial(regan, exclude=('to_rgb',)), **common)
+print('STEPS', a.step, b.step)
+"""
+  proc = run_python(["-c", code], timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "STEPS 2 2" in proc.stdout
+  assert proc.stderr.count("MirroredStrategy with 2 replica(s)") == 2
+  for name in ("stylegan2", "progan"):
+    # Step 1 was sparse (after step 0's dense update and, for StyleGAN2, R1 and path-length steps in both).
+    assert _masked_weights_are_zero(tmp_path / name, "ckpt-2") > 0, name
+    assert os.path.exists(tmp_path / name / "export" / "saved_model.pb"), name

@@ -16,7 +16,8 @@ against steps with a +-1 std band).
 
 Rerunning the same command resumes: finished runs are skipped, an interrupted
 one continues from its last checkpoint. ``--report_only`` rebuilds the table and
-plot from finished runs. Arms default to ``dense: train.pruning = None`` and
+plot from finished runs (``--report_dir`` puts them elsewhere, e.g. for a subset
+of the arms). Arms default to ``dense: train.pruning = None`` and
 ``regan:`` (the gin file as written, which must configure Re-GAN); any other
 ``--arm="name: binding; binding"`` makes a sweep (``regan_g100: regan.g = 100``).
 """
@@ -46,6 +47,8 @@ flags.DEFINE_multi_string("arm", None, "'name: binding; binding' (repeatable). D
 flags.DEFINE_string("metric", None, "FID tag to compare (eval/fid_...); default: the run's one FID.")
 flags.DEFINE_string("title", None, "Plot title; default: the gin file names and bindings.")
 flags.DEFINE_bool("report_only", False, "Do not train; summarize the finished runs in --out.")
+flags.DEFINE_string("report_dir", None, "Where summary.md/.json and fid.png go; default: --out. (A report of "
+                    "a subset of the arms, e.g. without a sweep's extra arms, can go elsewhere.)")
 
 
 def _train_command(gin_files: Sequence[str], bindings: Sequence[str], workdir: str) -> List[str]:
@@ -176,16 +179,17 @@ def main(argv: Sequence[str]) -> int:
                  f"{d['best_paired_se']:.2f} paired).")
   text = "\n".join(lines) + "\n"
   print(text)
-  os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, "summary.md"), "w") as f:
+  report = FLAGS.report_dir or out
+  os.makedirs(report, exist_ok=True)
+  with open(os.path.join(report, "summary.md"), "w") as f:
     f.write(text)
-  with open(os.path.join(out, "summary.json"), "w") as f:
+  with open(os.path.join(report, "summary.json"), "w") as f:
     json.dump(dict(title=title, metric=metric, gin_files=list(FLAGS.gin_file),
                    gin_bindings=list(FLAGS.gin_bindings), differences_vs=baseline, differences=diffs,
                    arms=[dict(vars(s), bindings=list(a.bindings)) for s, a in zip(summaries, arms)]),
               f, indent=2)
-  compare.plot_curves(summaries, os.path.join(out, "fid.png"), title=title, metric=metric)
-  print(f"Wrote {os.path.join(out, 'summary.md')}, summary.json and fid.png.")
+  compare.plot_curves(summaries, os.path.join(report, "fid.png"), title=title, metric=metric)
+  print(f"Wrote {os.path.join(report, 'summary.md')}, summary.json and fid.png.")
   return 0
 
 
