@@ -156,8 +156,16 @@ def _prod(values: Iterable[Optional[int]]) -> int:
 
 
 def _layer_flops(layer: keras.layers.Layer, in_shape, out_shape) -> Optional[int]:
-  """Per-image FLOPs of one call of a Dense/Conv2D/Conv2DTranspose (kernel + bias)."""
+  """Per-image FLOPs of one call of a Dense/Conv2D/Conv2DTranspose (kernel + bias).
+
+  A custom layer (StyleGAN2's modulated convolutions, for example) counts
+  itself through a ``forward_flops(input_shape, output_shape) -> int`` method
+  (shapes with the batch dimension; for several inputs, the first one).
+  """
   inner = _inner_layer(layer)
+  own = getattr(inner, "forward_flops", None)
+  if callable(own):
+    return int(own(in_shape, out_shape))
   bias = _prod(out_shape[1:]) if getattr(inner, "use_bias", False) else 0
   # Conv2DTranspose subclasses Conv2D: test it first.
   if isinstance(inner, keras.layers.Conv2DTranspose):
@@ -177,7 +185,8 @@ def _layer_flops(layer: keras.layers.Layer, in_shape, out_shape) -> Optional[int
 
 def layer_forward_flops(model: keras.Model,
                         input_shape: Optional[Sequence[int]] = None) -> Dict[str, int]:
-  """Per-image forward FLOPs of each Dense / Conv2D / Conv2DTranspose layer.
+  """Per-image forward FLOPs of each Dense / Conv2D / Conv2DTranspose layer,
+  and of custom layers that define ``forward_flops`` (see :func:`_layer_flops`).
 
   Computed analytically from the shapes the layers were called on, with the
   profiler's conventions (2 FLOPs per multiply-add, plus 1 per output element

@@ -116,3 +116,21 @@ def test_schedule_flops_is_fast_for_long_runs():
   schedule = ReganSchedule(warmup=20000, g=10000, sparsity=0.3)
   out = flops.schedule_flops({"a": 1e9}, 1e8, 64, 5, 100000, schedule)
   assert out["sparse_steps"] == 40000
+
+
+def test_custom_layers_count_their_own_flops():
+  # StyleGAN2's modulated convs, to_rgb and equalized dense layers define forward_flops; the pruned
+  # generator reports the same per-layer figures under the names Re-GAN's masks carry.
+  from regan_tf.models import stylegan2  # pylint: disable=g-import-not-at-top
+  gan = stylegan2.build(image_size=16, channels=3, z_dim=8, w_dim=8, channel_base=64, channel_max=8,
+                        mapping_layers=2)
+  per_layer = flops.layer_forward_flops(gan.generator)
+  assert per_layer["mapping/mapping_dense0"] == 2 * 8 * 8
+  assert per_layer["synthesis/b4_conv"] == 2 * 9 * 8 * 8 * 4 * 4         # stride 1: per output position
+  assert per_layer["synthesis/b8_conv0"] == 2 * 9 * 8 * 8 * 4 * 4         # upsampling: per input position
+  assert per_layer["synthesis/b16_torgb"] == 2 * 4 * 3 * 16 * 16      # 64 // 16 = 4 channels at 16x16
+  assert sum(per_layer.values()) < flops.forward_flops(gan.generator, (8,), batch_size=2)
+  pruned = pruning.prune_generator(gan.generator, exclude=("torgb",))
+  assert flops.layer_forward_flops(pruned) == per_layer
+  names = flops.pruned_layer_names(pruned)
+  assert "synthesis/b8_conv0" in names and "synthesis/b16_torgb" not in names

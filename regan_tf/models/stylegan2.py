@@ -425,6 +425,11 @@ class EqualizedDense(_ProtocolMixin, keras.layers.Layer):
   def compute_output_shape(self, input_shape):
     return tf.TensorShape(input_shape)[:-1].concatenate([self.units])
 
+  def forward_flops(self, input_shape, output_shape) -> int:
+    """Per-image multiply-add FLOPs of the connections (2 * in * units; ``regan_tf.flops``)."""
+    del output_shape
+    return 2 * int(input_shape[-1]) * self.units
+
   def get_config(self):
     return {**super().get_config(), "units": self.units, "activation": self.activation,
             "use_bias": self.use_bias, "bias_init": self.bias_init,
@@ -698,6 +703,18 @@ class ModulatedConv2D(_ProtocolMixin, keras.layers.Layer):
     scale = lambda d: None if d is None else d * (2 if self.up else 1)  # noqa: E731
     return tf.TensorShape([x_shape[0], scale(x_shape[1]), scale(x_shape[2]), self.filters])
 
+  def forward_flops(self, input_shape, output_shape) -> int:
+    """Per-image FLOPs of the convolution (2 per multiply-add; ``regan_tf.flops``).
+
+    Counted as the profiler counts the op that runs: a stride-1 conv per output
+    position, the upsampling (transposed) conv per input position. Modulation,
+    demodulation, noise and the FIR filter are not connections and not counted.
+    """
+    k, cin = self.kernel_size, int(input_shape[-1])
+    positions = (int(input_shape[1]) * int(input_shape[2]) if self.up
+                 else int(output_shape[1]) * int(output_shape[2]))
+    return 2 * k * k * cin * self.filters * positions
+
   def get_config(self):
     return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
             "up": self.up, "demodulate": self.demodulate, "noise": self.noise,
@@ -744,6 +761,10 @@ class ToRGB(_ProtocolMixin, keras.layers.Layer):
   def compute_output_shape(self, input_shape):
     x_shape, _ = _split_inputs(self, input_shape)
     return x_shape[:-1].concatenate([self.channels])
+
+  def forward_flops(self, input_shape, output_shape) -> int:
+    """Per-image FLOPs of the 1x1 convolution (2 * in * channels per position)."""
+    return 2 * int(input_shape[-1]) * self.channels * int(output_shape[1]) * int(output_shape[2])
 
   def get_config(self):
     return {**super().get_config(), "channels": self.channels, "prune_all": self.prune_all}
