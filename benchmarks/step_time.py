@@ -3,6 +3,15 @@ r"""Step time of dense vs Re-GAN training, mask-update cost, FLOP/s and memory.
     python benchmarks/step_time.py                      # SNGAN 32x32, batch 64, n_critic 5
     python benchmarks/step_time.py --g_channels=64 --d_channels=64 --repeats=2   # quick
     python benchmarks/step_time.py --xla --mixed_precision                       # on a GPU
+    python benchmarks/step_time.py --arch=stylegan2 --batch_size=32 --n_critic=1 \
+        --arch_kwargs='{"channel_base": 16384}'           # the other architectures
+
+``--arch`` picks the pair (sngan, autogan, progan, stylegan2, dcgan), each with
+the loss it is trained with (hinge; WGAN-GP for ProGAN; non-saturating for
+StyleGAN2) and its usual latent size; ``--arch_kwargs`` (JSON) passes widths to
+its builder (``--g_channels`` / ``--d_channels`` apply to sngan and autogan).
+Lazy regularization steps (StyleGAN2's R1 / path length) are not in the timed
+cycle: the cycle is the main iteration every step runs.
 
 Prints figures; it is not a test. Everything runs in one process: the trainer's
 compiled iteration (``regan_tf.trainer._build_iteration``: ``n_critic`` D steps
@@ -33,12 +42,15 @@ from regan_tf import losses as losses_lib
 from regan_tf import pruning
 from regan_tf import trainer
 from regan_tf.compat import keras, tf
-from regan_tf.models import sngan
+from regan_tf import models as models_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 5, "Measured cycles per variant (dense, sparse), interleaved.")
 flags.DEFINE_integer("batch_size", 64, "Batch size (reference: 64).")
 flags.DEFINE_integer("n_critic", 5, "D steps per G step (reference: 5).")
+flags.DEFINE_enum("arch", "sngan", ["sngan", "autogan", "progan", "stylegan2", "dcgan"],
+                  "Architecture (regan_tf.models).")
+flags.DEFINE_string("arch_kwargs", "{}", "JSON keyword arguments for the architecture's builder.")
 flags.DEFINE_integer("g_channels", 256, "SNGAN generator width (reference: 256).")
 flags.DEFINE_integer("d_channels", 128, "SNGAN discriminator width (reference: 128).")
 flags.DEFINE_integer("image_size", 32, "Image side (32, 48 or 64).")
@@ -54,6 +66,19 @@ TARGET_MASK_SECONDS = 0.3
 TARGET_FLOPS_FRACTION = 0.9
 
 
+# The loss (and WGAN-GP weight) each architecture trains with, and its latent size.
+_LOSSES = {"sngan": ("hinge", 0.0), "autogan": ("hinge", 0.0), "dcgan": ("hinge", 0.0),
+           "progan": ("wasserstein", 10.0), "stylegan2": ("non_saturating", 0.0)}
+_Z_DIM = {"progan": 512, "stylegan2": 512}
+
+
+def _arch_kwargs() -> Dict[str, Any]:
+  kwargs = json.loads(FLAGS.arch_kwargs)
+  if FLAGS.arch in ("sngan", "autogan"):
+    kwargs = {"g_channels": FLAGS.g_channels, "d_channels": FLAGS.d_channels, **kwargs}
+  return kwargs
+
+
 def _synthetic_data(n: int, size: int, channels: int, seed: int = 0) -> data_lib.ImageData:
   rng = np.random.default_rng(seed)
   images = rng.integers(0, 256, size=(n, size, size, channels), dtype=np.uint8)
@@ -67,8 +92,8 @@ class _Variant:
                jit: bool, mixed: bool, controller_fn: Optional[Callable[..., Any]] = None):
     with dist.scope():
       keras.utils.set_random_seed(seed)
-      gan = sngan.build(image_size=FLAGS.image_size, channels=3, z_dim=z_dim,
-                        g_channels=FLAGS.g_channels, d_channels=FLAGS.d_channels)
+      gan = models_lib.build(FLAGS.arch, image_size=FLAGS.image_size, channels=3, z_dim=z_dim,
+                             **_arch_kwargs())
       self.dense_generator = gan.generator
       generator, self.discriminator = gan.generator, gan.discriminator
       self.controller = None
@@ -83,10 +108,11 @@ class _Variant:
       trainer._inner(self.g_opt).build(generator.trainable_variables)
       trainer._inner(self.d_opt).build(self.discriminator.trainable_variables)
       # pylint: enable=protected-access
-    g_loss, d_loss = losses_lib.get("hinge")
+    loss, gp_weight = _LOSSES[FLAGS.arch]
+    g_loss, d_loss = losses_lib.get(loss)
     self.iteration = trainer._build_iteration(  # pylint: disable=protected-access
         dist=dist, generator=generator, discriminator=self.discriminator, g_opt=self.g_opt,
-        d_opt=self.d_opt, g_loss_fn=g_loss, d_loss_fn=d_loss, gp_weight=0.0, z_dim=z_dim,
+        d_opt=self.d_opt, g_loss_fn=g_loss, d_loss_fn=d_loss, gp_weight=gp_weight, z_dim=z_dim,
         local_batch=batch // dist.num_replicas_in_sync, n_critic=n_critic, seed=seed, jit=jit,
         controller=self.controller)
     pipeline = data_lib.make_pipeline(data, global_batch_size=batch, seed=seed)
@@ -141,14 +167,21 @@ def main(argv) -> int:
     if getattr(FLAGS, name) < 1:
       print(f"error: --{name}={getattr(FLAGS, name)} must be >= 1.", file=sys.stderr)
       return 2
-  batch, n_critic, z_dim, seed = FLAGS.batch_size, FLAGS.n_critic, 128, 0
+  try:
+    if not isinstance(json.loads(FLAGS.arch_kwargs), dict):
+      raise ValueError("not a JSON object")
+  except ValueError as e:
+    print(f"error: --arch_kwargs={FLAGS.arch_kwargs!r} must be a JSON object such as "
+          f"'{{\"channel_base\": 512}}' ({e}).", file=sys.stderr)
+    return 2
+  batch, n_critic, z_dim, seed = FLAGS.batch_size, FLAGS.n_critic, _Z_DIM.get(FLAGS.arch, 128), 0
   if FLAGS.mixed_precision:
     keras.mixed_precision.set_global_policy("mixed_float16")
   dist = tf.distribute.get_strategy()
   data = _synthetic_data(max(1024, batch * n_critic), FLAGS.image_size, 3)
   on_gpu = bool(tf.config.list_logical_devices("GPU"))
-  print(f"device: {'GPU' if on_gpu else 'CPU'}; SNGAN {FLAGS.image_size}x{FLAGS.image_size} "
-        f"g_channels {FLAGS.g_channels} d_channels {FLAGS.d_channels}; batch {batch}, n_critic "
+  print(f"device: {'GPU' if on_gpu else 'CPU'}; {FLAGS.arch} {FLAGS.image_size}x{FLAGS.image_size} "
+        f"{_arch_kwargs()}; batch {batch}, n_critic "
         f"{n_critic}; XLA {'on' if FLAGS.xla else 'off'}; mixed precision "
         f"{'on' if FLAGS.mixed_precision else 'off'}; repeats {FLAGS.repeats}", flush=True)
 
@@ -209,7 +242,7 @@ def main(argv) -> int:
   images = batch * (n_critic + 1)
   result = {
       "device": "GPU" if on_gpu else "CPU",
-      "config": {k: getattr(FLAGS, k) for k in ("batch_size", "n_critic", "g_channels",
+      "config": {k: getattr(FLAGS, k) for k in ("arch", "arch_kwargs", "batch_size", "n_critic", "g_channels",
                                                 "d_channels", "image_size", "sparsity",
                                                 "repeats", "xla", "mixed_precision")},
       "dense_cycle_s": dense_t, "sparse_cycle_s": sparse_t, "sparse_over_dense": ratio,
