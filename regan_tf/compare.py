@@ -240,13 +240,23 @@ _SPARSE = 1  # regan_tf.pruning.Phase.SPARSE, as TensorBoard's regan/phase recor
 
 
 def sparse_spans(phases: Mapping[int, int], end: int) -> List[Tuple[int, int]]:
-  """[start, stop) step ranges of sparse phases from ``{step: phase}`` changes."""
-  changes = sorted(phases.items())
-  spans = []
-  for i, (step, phase) in enumerate(changes):
-    if phase == _SPARSE:
-      stop = changes[i + 1][0] if i + 1 < len(changes) else end
-      spans.append((step, stop))
+  """[start, stop) step ranges of sparse phases from ``{step: phase}`` records.
+
+  The records are phase changes and periodic logs of the current phase; runs of
+  sparse records merge into one span, which ends at the next non-sparse record
+  (or ``end``).
+  """
+  records = sorted(phases.items())
+  spans: List[Tuple[int, int]] = []
+  start = None
+  for step, phase in records:
+    if phase == _SPARSE and start is None:
+      start = step
+    elif phase != _SPARSE and start is not None:
+      spans.append((start, step))
+      start = None
+  if start is not None:
+    spans.append((start, end))
   return spans
 
 

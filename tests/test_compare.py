@@ -164,3 +164,5 @@ def test_sparse_spans_from_phase_changes():
   # warm-up at 0, sparse at 300, dense at 600, sparse at 900, run ends at 1000
   assert compare.sparse_spans({0: 0, 300: 1, 600: 2, 900: 1}, end=1000) == [(300, 600), (900, 1000)]
   assert compare.sparse_spans({}, end=1000) == []
+  # periodic logs of the same phase (every 50 steps) do not split a span
+  assert compare.sparse_spans({0: 0, 50: 0, 200: 1, 250: 1, 300: 1, 400: 2, 450: 2}, end=500) == [(200, 400)]
