@@ -184,9 +184,9 @@ def load_result(out: str, arm: str, seed: int, metric: Optional[str] = None) -> 
 
 
 def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
-  """Mean and sample standard deviation (ddof=1; 0 for one value)."""
+  """Mean and sample standard deviation (ddof=1; NaN for one value, where it is undefined)."""
   arr = np.asarray(values, dtype=np.float64)
-  return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+  return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else math.nan
 
 
 @dataclasses.dataclass
@@ -261,7 +261,14 @@ def sparse_spans(phases: Mapping[int, int], end: int) -> List[Tuple[int, int]]:
 
 
 def _pm(mean_std: Tuple[float, float]) -> str:
+  if not math.isfinite(mean_std[1]):
+    return f"{mean_std[0]:.2f} (one seed)"
   return f"{mean_std[0]:.2f} ± {mean_std[1]:.2f}"
+
+
+def format_se(se: float) -> str:
+  """A standard error for the report; "n/a" where one seed leaves it undefined."""
+  return f"{se:.2f}" if math.isfinite(se) else "n/a"
 
 
 def format_table(summaries: Sequence[ArmSummary], metric: str = "FID") -> str:

@@ -161,3 +161,16 @@ def test_sparse_spans_from_phase_changes():
   assert compare.sparse_spans({}, end=1000) == []
   # periodic logs of the same phase (every 50 steps) do not split a span
   assert compare.sparse_spans({0: 0, 50: 0, 200: 1, 250: 1, 300: 1, 400: 2, 450: 2}, end=500) == [(200, 400)]
+
+
+def test_one_seed_reports_no_spread_instead_of_zero():
+  """With one seed the sample std and the standard errors are undefined, not 0."""
+  dense, regan = compare.summarize([_result("dense", 0, {100: 30.0, 200: 25.0}),
+                                    _result("regan", 0, {100: 31.0, 200: 22.0})])
+  assert np.isnan(dense.final_mean_std[1])
+  diff = compare.difference([dense, regan], "dense", "regan")
+  assert diff["final"] == pytest.approx(-3.0)
+  assert np.isnan(diff["final_se"]) and np.isnan(diff["final_paired_se"])
+  assert compare.format_se(diff["final_se"]) == "n/a" and compare.format_se(0.456) == "0.46"
+  table = compare.format_table([dense, regan])
+  assert "| **dense** | 1 | **25.00 (one seed)** |" in table and "± 0.00" not in table

@@ -174,9 +174,10 @@ def main(argv: Sequence[str]) -> int:
   for s in summaries[1:]:
     d = compare.difference(summaries, baseline, s.arm)
     diffs[s.arm] = d
-    lines.append(f"{s.arm} - {baseline}: final {d['final']:+.2f} (standard error {d['final_se']:.2f}; "
-                 f"{d['final_paired_se']:.2f} paired by seed), best {d['best']:+.2f} ({d['best_se']:.2f}; "
-                 f"{d['best_paired_se']:.2f} paired).")
+    se = {k: compare.format_se(v) for k, v in d.items()}
+    lines.append(f"{s.arm} - {baseline}: final {d['final']:+.2f} (standard error {se['final_se']}; "
+                 f"{se['final_paired_se']} paired by seed), best {d['best']:+.2f} ({se['best_se']}; "
+                 f"{se['best_paired_se']} paired).")
   text = "\n".join(lines) + "\n"
   print(text)
   report = FLAGS.report_dir or out
