@@ -174,7 +174,7 @@ def main(argv: Sequence[str]) -> int:
   for s in summaries[1:]:
     d = compare.difference(summaries, baseline, s.arm)
     diffs[s.arm] = d
-    se = {k: compare.format_se(v) for k, v in d.items()}
+    se = {k: compare.format_se(v) for k, v in d.items() if k.endswith("_se")}
     lines.append(f"{s.arm} - {baseline}: final {d['final']:+.2f} (standard error {se['final_se']}; "
                  f"{se['final_paired_se']} paired by seed), best {d['best']:+.2f} ({se['best_se']}; "
                  f"{se['best_paired_se']} paired).")
