@@ -31,10 +31,15 @@ class GAN:
       [B, H, W, C] in [-1, 1] (float32 even under mixed precision).
     discriminator: model, images [B, H, W, C] -> logits float32 [B, 1].
     z_dim: size of the latent vector the generator takes.
+    progressive: for ProGAN, the :class:`regan_tf.models.progan.ProGAN` that
+      holds the layers of every stage (``generator`` and ``discriminator`` are
+      its final stage), which a trainer with a growth schedule grows; None for
+      the other architectures.
   """
   generator: keras.Model
   discriminator: keras.Model
   z_dim: int
+  progressive: Any = None
 
 
 def check_positive_int(builder: str, arg: str, value: Any, fix: str) -> None:

@@ -59,9 +59,15 @@ without the skip branch). Real images enter stage ``s`` through
 :func:`stage_reals`, which also fades them, as the reference's ``process_reals``
 does. :class:`GrowthSchedule` maps a training step to ``(stage, alpha)``.
 
-:func:`build` returns the *final* stage's plain networks, which the library's
-trainer trains like any other architecture (no growing) and which Re-GAN prunes
-(the Re-GAN reference prunes only in the final stage too).
+:func:`build` returns the *final* stage's plain networks and, as
+``GAN.progressive``, the :class:`ProGAN` itself. Without a growth schedule the
+trainer trains the final stage like any other architecture. With one
+(``train.growth = @growth``, :func:`growth_schedule`) it grows from 4x4: it
+trains :meth:`ProGAN.growing_generator` (every stage's outputs in one model, so
+Re-GAN's wrappers and the EMA copy cover all stages at once), cuts each step's
+stage out of it with :func:`stage_output`, and starts Re-GAN's warm-up at the
+final stage by default (as the Re-GAN reference prunes only there); see
+``regan_tf.progressive``.
 
 Parameter counts (trainable weights; C = 3, defaults fmap_base 8192, fmap_max 512)
 ---------------------------------------------------------------------------------
@@ -144,7 +150,9 @@ __all__ = [
     "ProGAN",
     "build",
     "build_progressive",
+    "growth_schedule",
     "shared_alpha",
+    "stage_output",
     "stage_reals",
 ]
 
@@ -695,6 +703,50 @@ class ProGAN(tf.Module):
     suffix = "_fade" if fade else ""
     return keras.Model(z, images, name=f"generator_{r}x{r}{suffix}")
 
+  def growing_generator(self) -> keras.Model:
+    """One Functional generator with the outputs of every stage, for a growing run.
+
+    z float32 [B, z_dim] -> a list of images float32 [B, r, r, C], one output
+    per :meth:`output_name`: for each stage ``s`` its fade-in output (``s >= 1``)
+    and its plain output, in stage order. It computes exactly what
+    :meth:`generator` ``(s, fade)`` computes, over the same layers, but as one
+    model: ``regan_tf.pruning.prune_generator`` and ``regan_tf.ema`` clone it
+    whole, so the wrapped (or averaged) layers stay shared between stages, and
+    :func:`stage_output` cuts the model of one stage out of the clone. Cached.
+    """
+    key = ("growing_generator",)
+    if key not in self._cache.models:
+      self._cache.models[key] = self._build_growing_generator()
+    return self._cache.models[key]
+
+  def output_name(self, stage: int, fade: bool) -> str:
+    """The name of stage ``stage``'s output in :meth:`growing_generator` (fade only for s >= 1)."""
+    r = self.resolution(stage)
+    return f"output_{r}_fade" if fade and stage > 0 else f"output_{r}"
+
+  def _build_growing_generator(self) -> keras.Model:
+    layers = self.generator_layers
+    z = keras.Input(shape=(self.z_dim,), dtype="float32", name="z")
+    x = PixelNorm(name="latent_norm")(z)
+    x = self._g_conv(x, "b4_dense")
+    x = self._g_conv(x, "b4_conv")
+    rgb = layers["to_rgb_4"](x)
+    outputs = [self._output(rgb, self.output_name(0, False))]
+    for stage, r in enumerate(self._resolutions()[1:], start=1):
+      previous_rgb = rgb
+      x = gan_layers.NearestUpsample2D(2, name=f"b{r}_up")(x)
+      x = self._g_conv(x, f"b{r}_conv0")
+      x = self._g_conv(x, f"b{r}_conv1")
+      rgb = layers[f"to_rgb_{r}"](x)
+      old = gan_layers.NearestUpsample2D(2, name=f"fade_{r}_up")(previous_rgb)
+      faded = FadeIn(self.alpha_key, name=f"fade_{r}")([old, rgb])
+      outputs.append(self._output(faded, self.output_name(stage, True)))
+      outputs.append(self._output(rgb, self.output_name(stage, False)))
+    return keras.Model(z, outputs, name=f"generator_growing_{self.image_size}")
+
+  def _output(self, rgb: tf.Tensor, name: str) -> tf.Tensor:
+    return keras.layers.Activation(self.output_activation, dtype="float32", name=name)(rgb)
+
   def _d_conv(self, x: tf.Tensor, name: str, act_name: Optional[str] = None) -> tf.Tensor:
     x = self.discriminator_layers[name](x)
     return keras.layers.LeakyReLU(_LRELU_SLOPE, name=act_name or f"{name}_act")(x)
@@ -775,7 +827,36 @@ def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 512, fmap_bas
                              mbstd_group_size=mbstd_group_size)
   final = progan.num_stages - 1
   return GAN(generator=progan.generator(final, fade=False),
-             discriminator=progan.discriminator(final, fade=False), z_dim=z_dim)
+             discriminator=progan.discriminator(final, fade=False), z_dim=z_dim,
+             progressive=progan)
+
+
+def stage_output(growing: keras.Model, name: str, upsample_to: Optional[int] = None) -> keras.Model:
+  """The model of one output of a :meth:`ProGAN.growing_generator` (or of its clone).
+
+  Args:
+    growing: the growing generator, or a clone of it (pruned, EMA).
+    name: the output, :meth:`ProGAN.output_name` ``(stage, fade)``.
+    upsample_to: if given, nearest-upsample the images to this size (to
+      sample, evaluate or export a lower stage at the data's resolution).
+
+  Returns:
+    A Functional model z -> images over ``growing``'s own layers (it shares
+    their variables; nothing is copied).
+  """
+  names = list(growing.output_names)
+  if name not in names:
+    raise ValueError(f"stage_output: {growing.name!r} has no output {name!r}; its outputs are "
+                     f"{names}. Pass ProGAN.output_name(stage, fade).")
+  images = growing.outputs[names.index(name)]
+  size = int(images.shape[1])
+  if upsample_to is not None and upsample_to != size:
+    factor = upsample_to // size
+    if upsample_to % size or factor & (factor - 1):
+      raise ValueError(f"stage_output: upsample_to={upsample_to} is not a power-of-two multiple "
+                       f"of the output size {size}.")
+    images = gan_layers.NearestUpsample2D(factor, name=f"{name}_to_{upsample_to}")(images)
+  return keras.Model(growing.inputs, images, name=f"{growing.name}_{name}")
 
 
 # ----------------------------------------------------------------------------
@@ -964,3 +1045,55 @@ class GrowthSchedule:
   def from_config(cls, config: Dict[str, Any]) -> "GrowthSchedule":
     config = {k: v for k, v in config.items() if k != "resolutions"}
     return cls(**config)
+
+
+def growth_schedule(*, num_examples: int, n_critic: int, batch_size: int,
+                    stage_steps: Optional[Sequence[int]] = None,
+                    fade_steps: Union[int, Sequence[int], None] = None,
+                    stage_epochs: Optional[Sequence[float]] = None,
+                    fade_epochs: Union[float, Sequence[float], None] = None,
+                    batch_sizes: Union[int, Sequence[int], None] = None) -> GrowthSchedule:
+  """The :class:`GrowthSchedule` of a run, in trainer steps or in epochs (gin's ``growth``).
+
+  The trainer passes ``num_examples`` (training images), ``n_critic`` and its
+  ``batch_size``; a configuration gives the lengths, either ``stage_steps``
+  and ``fade_steps`` or ``stage_epochs`` and ``fade_epochs``. A single fade
+  number applies to every stage after the first (stage 0 never fades).
+
+  Args:
+    num_examples, n_critic, batch_size: from the trainer.
+    stage_steps, fade_steps: per-stage lengths in trainer steps.
+    stage_epochs, fade_epochs: per-stage lengths in epochs of ``num_examples``
+      images shown to D (the Re-GAN ProGAN port's unit).
+    batch_sizes: the global batch of each stage (one int: all stages); None:
+      ``batch_size`` for every stage.
+
+  Raises:
+    ValueError: both or neither of the two unit pairs, or bad lengths.
+  """
+  where = "growth"
+  by_steps = stage_steps is not None or fade_steps is not None
+  by_epochs = stage_epochs is not None or fade_epochs is not None
+  if by_steps == by_epochs:
+    raise ValueError(f"{where}: give stage_steps and fade_steps, or stage_epochs and fade_epochs "
+                     "(exactly one pair); e.g. growth.stage_steps = (2000, 4000, 4000, 10000) and "
+                     "growth.fade_steps = 2000.")
+  lengths = stage_steps if by_steps else stage_epochs
+  if lengths is None or isinstance(lengths, (str, bytes)) or not isinstance(lengths, Sequence):
+    unit = "steps" if by_steps else "epochs"
+    raise ValueError(f"{where}: stage_{unit}={lengths!r} must be a sequence with one length per "
+                     f"stage (4x4, 8x8, ...); set growth.stage_{unit}.")
+  n = len(lengths)
+  if batch_sizes is None:
+    batch_sizes = batch_size
+  if by_epochs:
+    return GrowthSchedule.from_epochs(stage_epochs=stage_epochs,
+                                      fade_epochs=0 if fade_epochs is None else fade_epochs,
+                                      batch_sizes=batch_sizes, num_examples=num_examples,
+                                      n_critic=n_critic)
+  if fade_steps is None:
+    fade_steps = 0
+  if isinstance(fade_steps, int) and not isinstance(fade_steps, bool):
+    fade_steps = (0,) + (fade_steps,) * (n - 1)
+  return GrowthSchedule(stage_steps=tuple(stage_steps), fade_steps=fade_steps,
+                        batch_sizes=batch_sizes)
