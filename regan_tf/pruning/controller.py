@@ -613,19 +613,31 @@ class ReganController:
     (in a sparse phase; in a dense phase masks are ones and nothing is zeroed)."""
     return strip(self.generator)
 
-  def export_sparsity(self, exported: keras.Model) -> float:
+  def export_sparsity(self, exported: keras.Model, missing_ok: bool = False) -> float:
     """Fraction of exact zeros over the pruned tensors, read from ``exported``
-    (the stripped model, found by layer and weight name) — what was exported."""
-    per_tensor = self.export_sparsity_per_tensor(exported)
+    (the stripped model, found by layer and weight name) — what was exported.
+    ``missing_ok``: see :meth:`export_sparsity_per_tensor`."""
+    per_tensor = self.export_sparsity_per_tensor(exported, missing_ok=missing_ok)
     zeros = sum(z for z, _ in per_tensor.values())
     total = sum(n for _, n in per_tensor.values())
     return zeros / max(total, 1)
 
-  def export_sparsity_per_tensor(self, exported: keras.Model) -> Dict[str, Tuple[int, int]]:
-    """``{pruned tensor name: (exact zeros, size)}`` read from ``exported``."""
+  def export_sparsity_per_tensor(self, exported: keras.Model,
+                                 missing_ok: bool = False) -> Dict[str, Tuple[int, int]]:
+    """``{pruned tensor name: (exact zeros, size)}`` read from ``exported``.
+
+    ``missing_ok``: skip pruned tensors whose layer ``exported`` does not
+    contain (a growing ProGAN exported before its last stage holds only the
+    layers up to its stage); otherwise a missing layer is an error.
+    """
     counts = {}
+    names = None
     for tensor in self.tensors:
       *path, weight_name = tensor.name.split("/")
+      if missing_ok:
+        names = names if names is not None else {l.name for l in exported.layers}
+        if path[0] not in names:
+          continue
       layer = exported
       for name in path:
         layer = layer.get_layer(name)
@@ -662,7 +674,8 @@ def build_controller(generator: keras.Model,
                      reset_optimizer_slots: bool = False,
                      strategy: Optional[tf.distribute.Strategy] = None,
                      steps_per_epoch: Optional[float] = None,
-                     train_steps: Optional[int] = None) -> ReganController:
+                     train_steps: Optional[int] = None,
+                     start_step: int = 0) -> ReganController:
   """Prunes ``generator`` and returns its ``ReganController`` (one call for a trainer).
 
   Lengths are given either in G steps (``warmup``, ``g``) or in epochs
@@ -679,6 +692,9 @@ def build_controller(generator: keras.Model,
     strategy: the run's strategy (variables are created in its scope).
     steps_per_epoch: G steps per epoch (a float), for the ``*_epochs`` lengths.
     train_steps: the run's G steps; the schedule's ``total_steps``.
+    start_step: the G step from which the warm-up is counted (a growing
+      ProGAN run passes the first step of the stage Re-GAN starts in); the
+      schedule's warm-up is ``start_step + warmup``.
 
   Raises:
     ValueError: both or neither of a pair, or invalid values.
@@ -691,7 +707,10 @@ def build_controller(generator: keras.Model,
                        f"{name}={in_steps}, {name}_epochs={in_epochs}.")
     lengths[name] = (in_steps if in_epochs is None else
                      _epochs_to_steps(f"{name}_epochs", in_epochs, steps_per_epoch, minimum))
-  schedule = ReganSchedule(warmup=lengths["warmup"], g=lengths["g"], sparsity=sparsity,
+  if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
+    raise ValueError(f"start_step={start_step!r} must be an integer >= 0 (the G step the warm-up "
+                     "is counted from).")
+  schedule = ReganSchedule(warmup=start_step + lengths["warmup"], g=lengths["g"], sparsity=sparsity,
                            dense_lr_factor=dense_lr_factor, final_phase=final_phase,
                            total_steps=train_steps)
   strategy = strategy or tf.distribute.get_strategy()
