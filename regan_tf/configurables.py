@@ -9,7 +9,8 @@ may name, under short, stable names:
     data.tfds                  regan_tf.data.load_tfds
     models.dcgan, models.sngan regan_tf.models.<arch>.build
     models.autogan             regan_tf.models.autogan.build
-    models.progan              regan_tf.models.progan.build (final-stage ProGAN; no growing)
+    models.progan              regan_tf.models.progan.build (ProGAN; grows with train.growth)
+    growth                     regan_tf.models.progan.growth_schedule (train.growth = @growth)
     models.stylegan2           regan_tf.models.stylegan2.build (config E; set train.z_dim = 512)
     regan                      regan_tf.pruning.build_controller (Re-GAN; train.pruning = @regan)
     evaluation                 regan_tf.metrics.build_evaluator (FID/IS/KID; train.evaluation = @evaluation)
@@ -42,11 +43,16 @@ gin.external_configurable(models.dcgan.build, name="dcgan", module="models")
 gin.external_configurable(models.sngan.build, name="sngan", module="models")
 gin.external_configurable(models.progan.build, name="progan", module="models")
 gin.external_configurable(models.autogan.build, name="autogan", module="models")
+# ProGAN's growth schedule (train.growth = @growth): the trainer supplies the data size,
+# n_critic and its batch size; gin sets the stage lengths, fades and batches.
+gin.external_configurable(models.progan.growth_schedule, name="growth",
+                          denylist=["num_examples", "n_critic", "batch_size"])
 gin.external_configurable(models.stylegan2.build, name="stylegan2", module="models")
 
 # The trainer supplies the generator, strategy and run lengths; gin sets the Re-GAN numbers.
 gin.external_configurable(pruning.build_controller, name="regan",
-                          denylist=["generator", "strategy", "steps_per_epoch", "train_steps"])
+                          denylist=["generator", "strategy", "steps_per_epoch", "train_steps",
+                                    "start_step"])
 
 # The trainer supplies the reference images and z_dim; gin picks extractor, sample count, cache.
 gin.external_configurable(metrics.build_evaluator, name="evaluation", denylist=["data", "z_dim"])

@@ -37,6 +37,7 @@ from regan_tf import flops as flops_lib
 from regan_tf import images as images_lib
 from regan_tf import losses as losses_lib
 from regan_tf import models as models_lib
+from regan_tf import progressive as progressive_lib
 from regan_tf.pruning import strip as pruning_strip
 from regan_tf.compat import keras, tf
 
@@ -242,6 +243,8 @@ def train(
     num_grid_images: int = 64,
     export: bool = True,
     pruning: Optional[Callable[..., PruningController]] = None,
+    growth: Optional[Callable[..., Any]] = None,
+    regan_stage: Optional[int] = None,
     diffaugment: str = "",
     apa: Optional[Callable[..., Any]] = None,
     ema: Optional[Callable[..., Any]] = None,
@@ -305,7 +308,17 @@ def train(
     pruning: called as ``pruning(generator=, strategy=, steps_per_epoch=,
       train_steps=)`` (steps_per_epoch a float);
       returns the controller (and wraps the generator) for Re-GAN; None trains
-      the dense baseline.
+      the dense baseline. In a growing run it is also passed ``start_step``,
+      the first step of ``regan_stage``, from which its warm-up counts.
+    growth: progressive growing (ProGAN only): called as
+      ``growth(num_examples=, n_critic=, batch_size=)``; returns a
+      ``regan_tf.models.progan.GrowthSchedule``. The run then trains stage
+      after stage from 4x4 with fade-ins, each stage at its own batch size
+      (``batch_size`` is only the default), and samples, evaluates and exports
+      the current stage upsampled to the data's size (see
+      ``regan_tf.progressive``). None: train the model as built.
+    regan_stage: in a growing run, the stage from whose first step Re-GAN's
+      warm-up is counted; None: the final stage (as the reference).
     diffaugment: DiffAugment policy applied to every image D sees, real and
       generated, in D and G steps (e.g. ``color,translation,cutout``; ``""``
       off). See ``regan_tf.augment``.
@@ -394,11 +407,31 @@ def train(
       keras.utils.set_random_seed(seed)
       gan = model(image_size=images.image_size, channels=images.channels, z_dim=z_dim)
       generator, discriminator = gan.generator, gan.discriminator
+      growing = None
+      if growth is not None:
+        if gan.progressive is None:
+          raise ValueError(f"train.growth grows a progressive GAN, but the model ({generator.name!r}) is "
+                           "not one; use train.model = @models.progan, or train.growth = None.")
+        growing = progressive_lib.GrowingRun(
+            gan.progressive, growth(num_examples=images.num_examples, n_critic=n_critic,
+                                    batch_size=batch_size), replicas=replicas)
+        generator = growing.growing_generator()
+        logging.info("Progressive growing: %s.", growing.describe())
+      elif regan_stage is not None:
+        raise ValueError(f"regan_stage={regan_stage} needs a growing run (train.growth); without one "
+                         "Re-GAN's warm-up counts from step 0. Remove train.regan_stage.")
       controller = None
       if pruning is not None:
+        extra = {} if growing is None else {"start_step": growing.regan_start(regan_stage)}
         controller = pruning(generator=generator, strategy=dist, steps_per_epoch=steps_per_epoch,
-                             train_steps=train_steps)
+                             train_steps=train_steps, **extra)
         generator = controller.generator
+        first_mask = controller.schedule.warmup
+        if first_mask >= train_steps:
+          logging.warning("Re-GAN never engages: its first sparse phase would start at step %d, but the "
+                          "run has %d steps; this trains the dense baseline. Shorten regan.warmup%s or "
+                          "train longer.", first_mask, train_steps,
+                          "" if growing is None else " (counted from the Re-GAN stage's first step)")
       # Under Re-GAN the generator's rate is base x the controller's phase factor.
       g_rate = controller.learning_rate(g_lr * g_lazy) if controller is not None else g_lr * g_lazy
       g_opt = _make_optimizer(g_rate, beta1 ** g_lazy, beta2 ** g_lazy, mixed_precision, "g_adam")
@@ -422,7 +455,8 @@ def train(
       ema_state = ema(generator=generator, controller=controller, strategy=dist) if ema is not None else None
       # Slots exist before a restore, so a checkpoint restores them directly.
       _inner(g_opt).build(generator.trainable_variables)
-      _inner(d_opt).build(discriminator.trainable_variables)
+      _inner(d_opt).build(discriminator.trainable_variables if growing is None
+                          else growing.discriminator_variables)
     evaluator = None
     if evaluation is not None:
       evaluator = evaluation(data=full_images if eval_reference == "full" else images, z_dim=z_dim)
@@ -430,29 +464,70 @@ def train(
                    evaluator.num_samples, "the full dataset" if eval_reference == "full" else "the training subset")
     logging.info("Generator %s: %s trainable weights; discriminator %s: %s.", generator.name,
                  f"{_count(generator):,}", discriminator.name, f"{_count(discriminator):,}")
+    if growing is not None:
+      logging.info("(Growing: the generator holds every stage's layers; the discriminator count is the "
+                   "final stage's, %s with every stage's from_rgb.)",
+                   f"{_count_variables(growing.discriminator_variables):,}")
 
     # FLOPs per image from TensorFlow's profiler: what each iteration executes,
-    # and (under Re-GAN) what it costs counted on nonzero weights.
-    f_g = flops_lib.forward_flops(generator, (z_dim,), batch_size=batch_size)
-    f_d = flops_lib.forward_flops(discriminator, (images.image_size, images.image_size, images.channels),
-                                  batch_size=batch_size)
-    g_layer_flops = flops_lib.layer_forward_flops(generator)
-    pruned_layers = flops_lib.pruned_layer_names(generator) if controller is not None else None
+    # and (under Re-GAN) what it costs counted on nonzero weights. A growing run
+    # counts each (stage, fade) span with its own models and batch.
     schedule = controller.schedule if controller is not None else None
 
-    def flops_so_far(at_step: int) -> Dict[str, float]:
-      totals = flops_lib.schedule_flops(g_layer_flops, f_d, batch_size, n_critic, at_step, schedule,
-                                        f_g=f_g, pruned_layers=pruned_layers)
-      executed, effective = totals["executed_total"], totals["regan_effective_total"]
-      return {"flops/executed_total": executed, "flops/effective_total": effective,
-              "flops/savings_percent": 100.0 * (1.0 - effective / executed) if executed else 0.0}
+    def segment_flops(g_model: keras.Model, d_model: keras.Model, batch: int) -> Dict[str, Any]:
+      size = int(d_model.input_shape[1])
+      return dict(f_g=flops_lib.forward_flops(g_model, (z_dim,), batch_size=batch),
+                  f_d=flops_lib.forward_flops(d_model, (size, size, images.channels), batch_size=batch),
+                  layers=flops_lib.layer_forward_flops(g_model), batch=batch,
+                  pruned=flops_lib.pruned_layer_names(g_model) if controller is not None else None)
 
-    run_flops = flops_lib.schedule_flops(g_layer_flops, f_d, batch_size, n_critic, train_steps, schedule,
-                                         f_g=f_g, pruned_layers=pruned_layers)
-    logging.info("FLOPs per image: G %.4g, D %.4g; projected run: %.4g executed, %.4g effective (%.2f%% "
+    if growing is None:
+      flop_spans = [(0, None, segment_flops(generator, discriminator, batch_size))]
+    else:
+      by_key: Dict[Any, Dict[str, Any]] = {}
+      flop_spans = []
+      for first, end, key in growing.segments(train_steps):
+        if key not in by_key:
+          by_key[key] = segment_flops(growing.generator(generator, key), growing.discriminator(key),
+                                      growing.batch_size(key))
+        flop_spans.append((first, end, by_key[key]))
+
+    def flops_totals(at_step: int) -> Dict[str, float]:
+      totals = dict(executed_total=0.0, regan_effective_total=0.0, sparse_steps=0.0)
+      for first, end, part in flop_spans:
+        upto = at_step if end is None else min(at_step, end)
+        if upto <= first:
+          continue
+        for sign, n in ((1.0, upto), (-1.0, first)):
+          if n:
+            span = flops_lib.schedule_flops(part["layers"], part["f_d"], part["batch"], n_critic, n,
+                                            schedule, f_g=part["f_g"], pruned_layers=part["pruned"])
+            for name in totals:
+              totals[name] += sign * span[name]
+      executed = totals["executed_total"]
+      totals["dense_total"] = executed
+      totals["savings_percent"] = (100.0 * (1.0 - totals["regan_effective_total"] / executed)
+                                   if executed else 0.0)
+      totals["train_steps"] = at_step
+      return totals
+
+    def flops_so_far(at_step: int) -> Dict[str, float]:
+      totals = flops_totals(at_step)
+      return {"flops/executed_total": totals["executed_total"],
+              "flops/effective_total": totals["regan_effective_total"],
+              "flops/savings_percent": totals["savings_percent"]}
+
+    final_flops = flop_spans[-1][2] if flop_spans else segment_flops(generator, discriminator, batch_size)
+    f_g, f_d, g_layer_flops = final_flops["f_g"], final_flops["f_d"], final_flops["layers"]
+    if growing is None:
+      run_flops = flops_lib.schedule_flops(g_layer_flops, f_d, batch_size, n_critic, train_steps, schedule,
+                                           f_g=f_g, pruned_layers=final_flops["pruned"])
+    else:
+      run_flops = flops_totals(train_steps)
+    logging.info("FLOPs per image: G %.4g, D %.4g%s; projected run: %.4g executed, %.4g effective (%.2f%% "
                  "saved on nonzero weights; dense kernels do not run faster on masked weights).",
-                 f_g, f_d, run_flops["executed_total"], run_flops["regan_effective_total"],
-                 run_flops["savings_percent"])
+                 f_g, f_d, "" if growing is None else " (last stage)", run_flops["executed_total"],
+                 run_flops["regan_effective_total"], run_flops["savings_percent"])
 
     # ------------------------------------------------------------ restore ---
     # The run directory appears only once data and models are known to load,
@@ -460,7 +535,8 @@ def train(
     os.makedirs(workdir, exist_ok=True)
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     best_fid = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_fid")
-    trackables = dict(step=step_var, generator=generator, discriminator=discriminator,
+    trackables = dict(step=step_var, generator=generator,
+                      discriminator=discriminator if growing is None else growing.discriminator_module,
                       g_optimizer=g_opt, d_optimizer=d_opt, best_fid=best_fid)
     for part in (controller, apa_state, ema_state):
       if part is not None:
@@ -484,6 +560,7 @@ def train(
     _write_text_atomic(os.path.join(workdir, "flops.json"), json.dumps(dict(
         g_forward_per_image=f_g, d_forward_per_image=f_d, g_layer_forward_per_image=g_layer_flops,
         batch_size=batch_size, n_critic=n_critic, train_steps=train_steps,
+        growth=None if growing is None else growing.schedule.get_config(),
         note="Effective FLOPs count pruned layers in proportion to their nonzero weights during sparse "
              "phases, as the Re-GAN paper does; executed FLOPs are what dense kernels run.",
         projected={k: v for k, v in run_flops.items() if isinstance(v, (int, float))}), indent=2))
@@ -496,18 +573,59 @@ def train(
         tf.summary.text("config/operative_gin", "    " + text.replace("\n", "\n    "))
 
     # ------------------------------------------------------- compiled step ---
-    pipeline = data_lib.make_pipeline(images, global_batch_size=batch_size, seed=seed,
-                                      start_batch=start_step * n_critic, random_flip=random_flip)
-    iterator = iter(dist.experimental_distribute_dataset(pipeline))
-    iteration = _build_iteration(
-        dist=dist, generator=generator, discriminator=discriminator, g_opt=g_opt, d_opt=d_opt,
-        g_loss_fn=g_loss_fn, d_loss_fn=d_loss_fn, gp_weight=gp_weight, drift_weight=drift_weight,
-        r1_weight=r1_gamma / 2.0 * r1_every, pl_weight=pl_weight * pl_every, pl_batch_shrink=pl_batch_shrink,
-        pl_mean=pl_mean, style_mixing=style_mixing, stylegan_parts=stylegan_parts, z_dim=z_dim,
-        local_batch=batch_size // replicas, n_critic=n_critic, seed=seed, jit=use_jit,
-        controller=controller, policy=policy, apa=apa_state, ema=ema_state)
+    def make_iteration(g_model, d_model, batch: int, real_transform=None) -> _Iteration:
+      return _build_iteration(
+          dist=dist, generator=g_model, discriminator=d_model, g_opt=g_opt, d_opt=d_opt,
+          g_loss_fn=g_loss_fn, d_loss_fn=d_loss_fn, gp_weight=gp_weight, drift_weight=drift_weight,
+          r1_weight=r1_gamma / 2.0 * r1_every, pl_weight=pl_weight * pl_every, pl_batch_shrink=pl_batch_shrink,
+          pl_mean=pl_mean, style_mixing=style_mixing, stylegan_parts=stylegan_parts, z_dim=z_dim,
+          local_batch=batch // replicas, n_critic=n_critic, seed=seed, jit=use_jit,
+          controller=controller, policy=policy, apa=apa_state, ema=ema_state, real_transform=real_transform)
+
+    def make_iterator(batch: int, data_seed: int, start_batch: int):
+      pipeline = data_lib.make_pipeline(images, global_batch_size=batch, seed=data_seed,
+                                        start_batch=start_batch, random_flip=random_flip)
+      return iter(dist.experimental_distribute_dataset(pipeline))
+
     # What samples, evaluates and exports: the EMA generator when there is one.
-    sampler = ema_state.model if ema_state is not None else generator
+    sampler_all = ema_state.model if ema_state is not None else generator
+    sampler = sampler_all
+    current_batch = batch_size
+    growth_key = growth_alpha = None
+    if growing is None:
+      iterator = make_iterator(batch_size, seed, start_step * n_critic)
+      iteration = make_iteration(generator, discriminator, batch_size)
+    else:
+      # Chosen per step in the loop: each (stage, fade) span has its own models,
+      # batch and trace; each stage its own data stream (seed, stage), read from
+      # the stage's first step, so a resumed run reads the same batches.
+      iterator = iteration = None
+      iterations: Dict[Any, _Iteration] = {}
+
+      def enter(key, at_step: int) -> None:
+        nonlocal iterator, iteration, sampler, current_batch, growth_key
+        if growth_key is None or key.stage != growth_key.stage:
+          current_batch = growing.batch_size(key)
+          stage_start = growing.schedule.stage_start(key.stage)
+          iterator = make_iterator(current_batch, seed * 1009 + key.stage,
+                                   (at_step - stage_start) * n_critic)
+        if key not in iterations:
+          iterations[key] = make_iteration(growing.generator(generator, key), growing.discriminator(key),
+                                           current_batch, growing.reals(key))
+        iteration = iterations[key]
+        sampler = growing.generator(sampler_all, key, upsample=True)
+        growth_key = key
+        logging.info("Step %d: %s, batch %d.", at_step, key.describe(growing.progan), current_batch)
+
+      def select_sampler(after_steps: int) -> None:
+        # The stage (and alpha) the model had after ``after_steps`` steps, for
+        # an export of a run that is already complete or of its best checkpoint.
+        nonlocal sampler, growth_alpha
+        key, alpha = growing.key_at(max(after_steps - 1, 0))
+        sampler = growing.generator(sampler_all, key, upsample=True)
+        growing.alpha.assign(alpha)
+        growth_alpha = alpha
+
     grid_z = tf.random.stateless_normal([num_grid_images, z_dim], seed=[seed, 7919])
 
     # --------------------------------------------------------------- loop ---
@@ -520,6 +638,13 @@ def train(
     last_regularization: Dict[str, tf.Tensor] = {}
     try:
       while step < train_steps:
+        if growing is not None:
+          key, alpha = growing.key_at(step)
+          if key != growth_key:
+            enter(key, step)
+          if alpha != growth_alpha:
+            growing.alpha.assign(alpha)
+            growth_alpha = alpha
         if controller is not None:
           # The controller logs phase changes itself; TensorBoard gets their numbers.
           for event in controller.before_g_step(step, g_opt):
@@ -553,7 +678,10 @@ def train(
           rate = (step - last_step) / max(now - last_time, 1e-9)
           last_time, last_step = now, step
           metrics["steps_per_sec"] = rate
-          metrics["images_per_sec"] = rate * batch_size * (n_critic + 1)
+          metrics["images_per_sec"] = rate * current_batch * (n_critic + 1)
+          if growing is not None:
+            metrics["growth/stage"] = float(growth_key.stage)
+            metrics["growth/alpha"] = float(growth_alpha)
           metrics["g_lr"] = float(_lr(g_opt))
           metrics["d_lr"] = float(_lr(d_opt))
           metrics.update(flops_so_far(step))
@@ -586,6 +714,15 @@ def train(
       writer.flush()
     if step > start_step:
       logging.info("Trained steps %d..%d in %s.", start_step, step, _format_duration(time.time() - loop_start))
+    if growing is not None:
+      last_key, _ = growing.key_at(max(step - 1, 0))
+      if last_key.stage < growing.final_stage or last_key.fade:
+        logging.warning("The run ended in %s, before the final stage's plain network (step %d); samples "
+                        "and the export are that stage's, upsampled to %dx%d. Raise train.train_steps "
+                        "past %d to reach it.", last_key.describe(growing.progan), step,
+                        images.image_size, images.image_size,
+                        growing.schedule.stage_start(growing.final_stage)
+                        + growing.schedule.fade_steps[growing.final_stage])
 
     # ------------------------------------------------------------- export ---
     export_dir = None
@@ -595,6 +732,10 @@ def train(
                    best_manager.latest_checkpoint, int(step_var.numpy()), float(best_fid.numpy()))
       if controller is not None:
         controller.resync()
+      if growing is not None:
+        select_sampler(int(step_var.numpy()))
+    elif growing is not None and growth_key is None:
+      select_sampler(step)  # nothing trained in this call: the checkpoint's stage
     if export:
       export_dir = os.path.join(workdir, "export")
       if controller is not None:
@@ -605,10 +746,16 @@ def train(
                       channels=images.channels, dataset=images.name, loss=loss,
                       method="regan" if controller is not None else "dense",
                       ema=ema_state is not None, diffaugment=",".join(policy), apa=apa_state is not None)
+      if growing is not None:
+        export_key, export_alpha = growing.key_at(max(metadata["step"] - 1, 0))
+        metadata["growth"] = dict(stage=export_key.stage,
+                                  resolution=growing.progan.resolution(export_key.stage),
+                                  alpha=export_alpha, schedule=growing.schedule.get_config())
       if controller is not None:
-        per_tensor = controller.export_sparsity_per_tensor(exported)
+        partial = growing is not None  # a lower stage holds only part of the pruned layers
+        per_tensor = controller.export_sparsity_per_tensor(exported, missing_ok=partial)
         metadata["sparsity"] = {
-            "overall": controller.export_sparsity(exported),
+            "overall": controller.export_sparsity(exported, missing_ok=partial),
             "per_tensor": {name: zeros / max(size, 1) for name, (zeros, size) in per_tensor.items()},
             "phase_at_export": None if controller.phase is None else int(controller.phase)}
       export_lib.export_generator(exported, export_dir, z_dim=z_dim, metadata=metadata)
@@ -623,7 +770,11 @@ def _inner(optimizer):
 
 
 def _count(model: keras.Model) -> int:
-  return int(sum(np.prod(v.shape) for v in model.trainable_weights))
+  return _count_variables(model.trainable_weights)
+
+
+def _count_variables(variables: Sequence[tf.Variable]) -> int:
+  return int(sum(np.prod(v.shape) for v in variables))
 
 
 def _lr(optimizer) -> float:
@@ -742,8 +893,13 @@ def _build_iteration(*, dist, generator, discriminator, g_opt, d_opt, g_loss_fn,
                      pl_weight: float = 0.0, pl_batch_shrink: int = 2, pl_mean: Optional[tf.Variable] = None,
                      style_mixing: float = 0.0, stylegan_parts: Optional[Tuple[Any, Any, int]] = None, local_batch: int, n_critic: int, seed: int,
                      jit: bool, controller: Optional[PruningController], policy: Tuple[str, ...] = (),
-                     apa: Any = None, ema: Any = None) -> _Iteration:
-  """Builds the per-replica training iteration and wraps it for the strategy."""
+                     apa: Any = None, ema: Any = None,
+                     real_transform: Optional[Callable[[tf.Tensor], tf.Tensor]] = None) -> _Iteration:
+  """Builds the per-replica training iteration and wraps it for the strategy.
+
+  ``real_transform`` maps each real batch before D sees it (a growing ProGAN
+  stage: pool to the stage's resolution and fade).
+  """
   replicas = dist.num_replicas_in_sync
   mixed = isinstance(g_opt, keras.mixed_precision.LossScaleOptimizer)
 
@@ -850,6 +1006,8 @@ def _build_iteration(*, dist, generator, discriminator, g_opt, d_opt, g_loss_fn,
   def replica_fn(reals, step, r1: bool, pl: bool):
     d_loss = d_real = d_fake = 0.0
     out = {}
+    if real_transform is not None:
+      reals = tuple(real_transform(real) for real in reals)
     for k, real in enumerate(reals):
       d_loss, d_real, d_fake = d_step(real, latents(step, k), step, k)
     if r1:
