@@ -517,7 +517,7 @@ def train(
               "flops/effective_total": totals["regan_effective_total"],
               "flops/savings_percent": totals["savings_percent"]}
 
-    final_flops = flop_spans[-1][2] if flop_spans else segment_flops(generator, discriminator, batch_size)
+    final_flops = flop_spans[-1][2]  # segments() of a run of >= 1 step is never empty
     f_g, f_d, g_layer_flops = final_flops["f_g"], final_flops["f_d"], final_flops["layers"]
     if growing is None:
       run_flops = flops_lib.schedule_flops(g_layer_flops, f_d, batch_size, n_critic, train_steps, schedule,

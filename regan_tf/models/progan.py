@@ -681,18 +681,26 @@ class ProGAN(tf.Module):
     x = keras.layers.LeakyReLU(_LRELU_SLOPE, name=f"{name}_act")(x)
     return PixelNorm(name=f"{name}_norm")(x)
 
-  def _build_generator(self, stage: int, fade: bool) -> keras.Model:
-    layers = self.generator_layers
+  def _g_input_and_4x4(self) -> Tuple[tf.Tensor, tf.Tensor]:
+    # z and the 4x4 block's features, shared by every stage's generator.
     z = keras.Input(shape=(self.z_dim,), dtype="float32", name="z")
     x = PixelNorm(name="latent_norm")(z)
     x = self._g_conv(x, "b4_dense")
-    x = self._g_conv(x, "b4_conv")
+    return z, self._g_conv(x, "b4_conv")
+
+  def _g_block(self, x: tf.Tensor, r: int) -> tf.Tensor:
+    # The block that doubles the resolution to r: upsample, two 3x3 convs.
+    x = gan_layers.NearestUpsample2D(2, name=f"b{r}_up")(x)
+    x = self._g_conv(x, f"b{r}_conv0")
+    return self._g_conv(x, f"b{r}_conv1")
+
+  def _build_generator(self, stage: int, fade: bool) -> keras.Model:
+    layers = self.generator_layers
+    z, x = self._g_input_and_4x4()
     previous = x
     for r in self._resolutions()[1:stage + 1]:
       previous = x
-      x = gan_layers.NearestUpsample2D(2, name=f"b{r}_up")(x)
-      x = self._g_conv(x, f"b{r}_conv0")
-      x = self._g_conv(x, f"b{r}_conv1")
+      x = self._g_block(x, r)
     r = 4 * 2**stage
     rgb = layers[f"to_rgb_{r}"](x)
     if fade:
@@ -726,17 +734,12 @@ class ProGAN(tf.Module):
 
   def _build_growing_generator(self) -> keras.Model:
     layers = self.generator_layers
-    z = keras.Input(shape=(self.z_dim,), dtype="float32", name="z")
-    x = PixelNorm(name="latent_norm")(z)
-    x = self._g_conv(x, "b4_dense")
-    x = self._g_conv(x, "b4_conv")
+    z, x = self._g_input_and_4x4()
     rgb = layers["to_rgb_4"](x)
     outputs = [self._output(rgb, self.output_name(0, False))]
     for stage, r in enumerate(self._resolutions()[1:], start=1):
       previous_rgb = rgb
-      x = gan_layers.NearestUpsample2D(2, name=f"b{r}_up")(x)
-      x = self._g_conv(x, f"b{r}_conv0")
-      x = self._g_conv(x, f"b{r}_conv1")
+      x = self._g_block(x, r)
       rgb = layers[f"to_rgb_{r}"](x)
       old = gan_layers.NearestUpsample2D(2, name=f"fade_{r}_up")(previous_rgb)
       faded = FadeIn(self.alpha_key, name=f"fade_{r}")([old, rgb])
@@ -879,6 +882,13 @@ def _int_tuple(where: str, arg: str, value: Any, num_stages: Optional[int], fix:
   return out
 
 
+def _per_stage_fade(fade: Any, num_stages: int, number: Union[type, Tuple[type, ...]]) -> Any:
+  """One fade length (of type ``number``) -> ``(0, f, f, ...)``, as stage 0 never fades; else unchanged."""
+  if isinstance(fade, number) and not isinstance(fade, bool):
+    return (0,) + (fade,) * (num_stages - 1)
+  return fade
+
+
 @dataclasses.dataclass(frozen=True)
 class GrowthSchedule:
   """When a progressive run changes stage and how far each fade-in has gone.
@@ -959,8 +969,7 @@ class GrowthSchedule:
     stage_images = _int_tuple(where, "stage_images", stage_images, None,
                               "e.g. (600_000, 1_200_000, 1_200_000, 1_200_000).", 1)
     n = len(stage_images)
-    if isinstance(fade_images, int) and not isinstance(fade_images, bool):
-      fade_images = (0,) + (fade_images,) * (n - 1)
+    fade_images = _per_stage_fade(fade_images, n, int)
     fade_images = _int_tuple(where, "fade_images", fade_images, n, "e.g. 600_000.", 0)
     batch_sizes = _int_tuple(where, "batch_sizes", batch_sizes, n, "e.g. (128, 128, 128, 64).", 1)
     if len(batch_sizes) != n:
@@ -989,8 +998,7 @@ class GrowthSchedule:
       raise ValueError(f"{where}: stage_epochs={stage_epochs!r} must be a sequence of epochs, one "
                        "per stage; e.g. stage_epochs=(2, 2, 2, 8).")
     n = len(stage_epochs)
-    if isinstance(fade_epochs, (int, float)) and not isinstance(fade_epochs, bool):
-      fade_epochs = (0,) + (fade_epochs,) * (n - 1)
+    fade_epochs = _per_stage_fade(fade_epochs, n, (int, float))
     for arg, values in (("stage_epochs", stage_epochs), ("fade_epochs", fade_epochs)):
       if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in values):
         raise ValueError(f"{where}: {arg}={values!r} must hold non-negative numbers of epochs, "
@@ -1091,9 +1099,6 @@ def growth_schedule(*, num_examples: int, n_critic: int, batch_size: int,
                                       fade_epochs=0 if fade_epochs is None else fade_epochs,
                                       batch_sizes=batch_sizes, num_examples=num_examples,
                                       n_critic=n_critic)
-  if fade_steps is None:
-    fade_steps = 0
-  if isinstance(fade_steps, int) and not isinstance(fade_steps, bool):
-    fade_steps = (0,) + (fade_steps,) * (n - 1)
+  fade_steps = _per_stage_fade(0 if fade_steps is None else fade_steps, n, int)
   return GrowthSchedule(stage_steps=tuple(stage_steps), fade_steps=fade_steps,
                         batch_sizes=batch_sizes)
