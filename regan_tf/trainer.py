@@ -486,7 +486,8 @@ def train(
     else:
       by_key: Dict[Any, Dict[str, Any]] = {}
       flop_spans = []
-      for first, end, key in growing.segments(train_steps):
+      # A run of 0 steps still gets its first span, so the logs and flops.json have per-image figures.
+      for first, end, key in growing.segments(max(train_steps, 1)):
         if key not in by_key:
           by_key[key] = segment_flops(growing.generator(generator, key), growing.discriminator(key),
                                       growing.batch_size(key))
@@ -517,7 +518,7 @@ def train(
               "flops/effective_total": totals["regan_effective_total"],
               "flops/savings_percent": totals["savings_percent"]}
 
-    final_flops = flop_spans[-1][2]  # segments() of a run of >= 1 step is never empty
+    final_flops = flop_spans[-1][2]
     f_g, f_d, g_layer_flops = final_flops["f_g"], final_flops["f_d"], final_flops["layers"]
     if growing is None:
       run_flops = flops_lib.schedule_flops(g_layer_flops, f_d, batch_size, n_critic, train_steps, schedule,

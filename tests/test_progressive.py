@@ -231,6 +231,15 @@ def test_a_run_that_stops_in_a_lower_stage_samples_and_exports_it_upsampled(tmp_
   np.testing.assert_array_equal(x, np.repeat(np.repeat(x[:, ::2, ::2], 2, axis=1), 2, axis=2))
 
 
+def test_a_zero_step_growing_run_counts_its_first_stage_and_exports_it(tmp_path):
+  result = _train(tmp_path, train_steps=0, pruning=None)
+  assert result.step == 0
+  flops = json.load(open(tmp_path / "flops.json"))
+  assert flops["g_forward_per_image"] > 0 and flops["projected"]["executed_total"] == 0
+  meta = json.load(open(tmp_path / "export" / "regan_tf_export.json"))
+  assert meta["growth"]["stage"] == 0
+
+
 @pytest.mark.slow
 def test_growing_regan_run_on_two_replicas(tmp_path):
   # cpu_devices must be set before TensorFlow initializes: a fresh process.
