@@ -231,6 +231,7 @@ def test_a_run_that_stops_in_a_lower_stage_samples_and_exports_it_upsampled(tmp_
   np.testing.assert_array_equal(x, np.repeat(np.repeat(x[:, ::2, ::2], 2, axis=1), 2, axis=2))
 
 
+@pytest.mark.slow
 def test_a_zero_step_growing_run_counts_its_first_stage_and_exports_it(tmp_path):
   result = _train(tmp_path, train_steps=0, pruning=None)
   assert result.step == 0
