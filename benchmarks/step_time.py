@@ -46,7 +46,7 @@ from regan_tf.compat import keras, tf
 from regan_tf import models as models_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("repeats", 5, "Measured cycles per variant (dense, sparse), interleaved.")
+flags.DEFINE_integer("repeats", 5, "Measured cycles per variant (dense, sparse), interleaved.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 64, "Batch size (reference: 64).")
 flags.DEFINE_integer("n_critic", 5, "D steps per G step (reference: 5).")
 flags.DEFINE_enum("arch", "sngan", ["sngan", "autogan", "progan", "stylegan2", "dcgan"],
@@ -56,8 +56,8 @@ flags.DEFINE_integer("g_channels", 256, "SNGAN generator width (reference: 256).
 flags.DEFINE_integer("d_channels", 128, "SNGAN discriminator width (reference: 128).")
 flags.DEFINE_integer("image_size", 32, "Image side (32, 48 or 64).")
 flags.DEFINE_float("sparsity", 0.3, "Re-GAN sparsity of the sparse phase.")
-flags.DEFINE_integer("mask_updates", 3, "Mask updates to time (median reported).")
-flags.DEFINE_integer("matmul_reps", 5, "Repeats of the matmul probe (median reported).")
+flags.DEFINE_integer("mask_updates", 3, "Mask updates to time (median reported).", lower_bound=1)
+flags.DEFINE_integer("matmul_reps", 5, "Repeats of the matmul probe (median reported).", lower_bound=1)
 flags.DEFINE_bool("mixed_precision", False, "mixed_float16 compute (for GPUs).")
 flags.DEFINE_bool("xla", False, "XLA-compile the replica step (jit_compile=True).")
 flags.DEFINE_string("json_out", None, "Also write the figures as JSON here.")
