@@ -14,7 +14,7 @@ Lazy regularization steps (StyleGAN2's R1 / path length) are not in the timed
 cycle: the cycle is the main iteration every step runs.
 
 Prints figures; it is not a test. Everything runs in one process: the trainer's
-compiled iteration (``regan_tf.trainer._build_iteration``: ``n_critic`` D steps
+compiled iteration (``regan_tf.train_step.TrainStep``: ``n_critic`` D steps
 and one G step) on a synthetic in-memory dataset, once for a dense generator
 and once for a Re-GAN generator (``regan_tf.pruning.build_controller``) moved
 into a sparse phase by ``before_g_step`` at a sparse start step. Dense and
@@ -39,11 +39,10 @@ import numpy as np
 
 from regan_tf import data as data_lib
 from regan_tf import flops as flops_lib
-from regan_tf import losses as losses_lib
 from regan_tf import pruning
-from regan_tf import trainer
 from regan_tf.compat import keras, tf
 from regan_tf import models as models_lib
+from regan_tf.train_step import TrainStep, inner_optimizer, make_optimizer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 5, "Measured cycles per variant (dense, sparse), interleaved.", lower_bound=1)
@@ -104,17 +103,14 @@ class _Variant:
         generator = self.controller.generator
       self.generator = generator
       g_rate = self.controller.learning_rate(2e-4) if self.controller is not None else 2e-4
-      # pylint: disable=protected-access
-      self.g_opt = trainer._make_optimizer(g_rate, 0.0, 0.9, mixed, "g_adam")
-      self.d_opt = trainer._make_optimizer(2e-4, 0.0, 0.9, mixed, "d_adam")
-      trainer._inner(self.g_opt).build(generator.trainable_variables)
-      trainer._inner(self.d_opt).build(self.discriminator.trainable_variables)
-      # pylint: enable=protected-access
+      self.g_opt = make_optimizer(g_rate, 0.0, 0.9, loss_scale=mixed, name="g_adam")
+      self.d_opt = make_optimizer(2e-4, 0.0, 0.9, loss_scale=mixed, name="d_adam")
+      inner_optimizer(self.g_opt).build(generator.trainable_variables)
+      inner_optimizer(self.d_opt).build(self.discriminator.trainable_variables)
     loss, gp_weight = _LOSSES[FLAGS.arch]
-    g_loss, d_loss = losses_lib.get(loss)
-    self.iteration = trainer._build_iteration(  # pylint: disable=protected-access
-        dist=dist, generator=generator, discriminator=self.discriminator, g_opt=self.g_opt,
-        d_opt=self.d_opt, g_loss_fn=g_loss, d_loss_fn=d_loss, gp_weight=gp_weight, z_dim=z_dim,
+    self.iteration = TrainStep(
+        strategy=dist, generator=generator, discriminator=self.discriminator, g_optimizer=self.g_opt,
+        d_optimizer=self.d_opt, losses=loss, gp_weight=gp_weight, z_dim=z_dim,
         local_batch=batch // dist.num_replicas_in_sync, n_critic=n_critic, seed=seed, jit=jit,
         controller=self.controller)
     pipeline = data_lib.make_pipeline(data, global_batch_size=batch, seed=seed)

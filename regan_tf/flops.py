@@ -51,6 +51,8 @@ from regan_tf.compat import keras, tf
 from regan_tf.pruning.schedule import ReganSchedule
 
 __all__ = [
+    "RunFlops",
+    "SpanFlops",
     "effective_g_forward",
     "forward_flops",
     "iteration_flops",
@@ -421,3 +423,87 @@ def schedule_flops(f_g_layers: Mapping[str, float], f_d: float, batch_size: int,
       "regan_effective_total": effective_total,
       "savings_percent": 100.0 * (1.0 - effective_total / dense_total) if dense_total else 0.0,
   }
+
+
+class SpanFlops:
+  """Per-image forward FLOPs of the models one span of a run trains.
+
+  Attributes:
+    f_g, f_d: G's and D's forward FLOPs per image.
+    layers: G's per-layer forward FLOPs (:func:`layer_forward_flops`).
+    batch: the span's global batch.
+    pruned: G's pruned layer names (Re-GAN), or None for a dense run.
+  """
+
+  def __init__(self, generator: keras.Model, discriminator: keras.Model, *, z_dim: int, batch: int,
+               pruned: bool):
+    size, channels = int(discriminator.input_shape[1]), int(discriminator.input_shape[-1])
+    self.f_g = forward_flops(generator, (z_dim,), batch_size=batch)
+    self.f_d = forward_flops(discriminator, (size, size, channels), batch_size=batch)
+    self.layers = layer_forward_flops(generator)
+    self.batch = batch
+    self.pruned = pruned_layer_names(generator) if pruned else None
+
+
+class RunFlops:
+  """A run's training FLOPs, executed and Re-GAN-effective, as a function of the step.
+
+  A plain run has one span; a growing ProGAN run one per (stage, fade) span,
+  each with its own models and batch. Totals up to a step add each span's
+  share, computed as :func:`schedule_flops` up to the span's end minus up to its
+  start (Re-GAN's schedule is a function of the global step).
+
+  Args:
+    spans: ``(first step, end step or None for open-ended, SpanFlops)`` in order.
+    n_critic: D steps per G step.
+    schedule: Re-GAN's schedule, or None for a dense run.
+  """
+
+  _TOTALS = ("executed_total", "regan_effective_total", "sparse_steps")
+
+  def __init__(self, spans: Sequence[Tuple[int, Optional[int], SpanFlops]], n_critic: int,
+               schedule: Optional[ReganSchedule]):
+    if not spans:
+      raise ValueError("RunFlops needs at least one span.")
+    self.spans, self.n_critic, self.schedule = list(spans), n_critic, schedule
+
+  @property
+  def last(self) -> SpanFlops:
+    """The final span's figures (the full-size models of a growing run)."""
+    return self.spans[-1][2]
+
+  def _schedule_flops(self, part: SpanFlops, steps: int) -> Dict[str, Any]:
+    return schedule_flops(part.layers, part.f_d, part.batch, self.n_critic, steps, self.schedule,
+                          f_g=part.f_g, pruned_layers=part.pruned)
+
+  def projected(self, train_steps: int) -> Dict[str, Any]:
+    """The whole run's figures (for ``flops.json`` and the start-up log line)."""
+    if len(self.spans) == 1 and self.spans[0][0] == 0:
+      return self._schedule_flops(self.last, train_steps)
+    return self.totals(train_steps)
+
+  def totals(self, at_step: int) -> Dict[str, float]:
+    """Executed and effective totals over the first ``at_step`` steps."""
+    totals = {name: 0.0 for name in self._TOTALS}
+    for first, end, part in self.spans:
+      upto = at_step if end is None else min(at_step, end)
+      if upto <= first:
+        continue
+      for sign, n in ((1.0, upto), (-1.0, first)):
+        if n:
+          span = self._schedule_flops(part, n)
+          for name in totals:
+            totals[name] += sign * span[name]
+    executed = totals["executed_total"]
+    totals["dense_total"] = executed
+    totals["savings_percent"] = (100.0 * (1.0 - totals["regan_effective_total"] / executed)
+                                 if executed else 0.0)
+    totals["train_steps"] = at_step
+    return totals
+
+  def scalars(self, at_step: int) -> Dict[str, float]:
+    """The TensorBoard scalars ``flops/*`` after ``at_step`` steps."""
+    totals = self.totals(at_step)
+    return {"flops/executed_total": totals["executed_total"],
+            "flops/effective_total": totals["regan_effective_total"],
+            "flops/savings_percent": totals["savings_percent"]}

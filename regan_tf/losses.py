@@ -1,4 +1,4 @@
-"""GAN losses in generator/discriminator pairs, and two discriminator penalties.
+"""GAN losses in generator/discriminator pairs, and the penalties the GANs here add.
 
 Every pair has one signature, ``<name>_generator_loss(fake_logits)`` and
 ``<name>_discriminator_loss(real_logits, fake_logits)``; each returns a float32
@@ -16,7 +16,7 @@ naming and the same formulas.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Optional, Tuple
 
 from regan_tf.compat import keras, tf
 
@@ -28,6 +28,8 @@ __all__ = [
     "hinge_generator_loss",
     "names",
     "non_saturating_discriminator_loss",
+    "path_length_penalty",
+    "r1_penalty",
     "non_saturating_generator_loss",
     "wasserstein_discriminator_loss",
     "wasserstein_generator_loss",
@@ -173,6 +175,73 @@ def drift_penalty(real_logits: tf.Tensor) -> tf.Tensor:
     float32 [].
   """
   return tf.reduce_mean(tf.square(_f32(real_logits)))
+
+
+def r1_penalty(discriminator: keras.Model, reals: tf.Tensor, *, training: bool = True,
+               augment: Optional[Callable[[tf.Tensor], tf.Tensor]] = None) -> tf.Tensor:
+  """R1 (Mescheder et al., ICML 2018): ``mean_b ||d D(x_b) / d x_b||^2`` on reals, unweighted.
+
+  The caller multiplies by ``gamma / 2`` (and, lazily every k D steps, by k; the
+  references: gamma 10 in Re-GAN/rosinality, 0.01 ada 'cifar', k = 16) and needs
+  second-order gradients through ``discriminator``.
+
+  Args:
+    discriminator: images [B, H, W, C] -> logits [B, 1].
+    reals: [B, H, W, C] real images.
+    training: passed to the discriminator.
+    augment: optional differentiable augmentation applied to the reals before D
+      (the gradient is still taken with respect to the un-augmented reals).
+
+  Returns:
+    float32 [].
+  """
+  reals = tf.cast(reals, tf.float32)
+  with tf.GradientTape() as tape:
+    tape.watch(reals)
+    seen = augment(reals) if augment is not None else reals
+    # Each logit depends only on its own example: d(sum)/dx holds every example's gradient.
+    total = tf.reduce_sum(tf.cast(discriminator(seen, training=training), tf.float32))
+  grads = tf.cast(tape.gradient(total, reals), tf.float32)
+  return tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]))
+
+
+def path_length_penalty(synthesis: keras.Model, ws: tf.Tensor, pl_mean: tf.Tensor,
+                        seed: Any, *, decay: float = 0.01,
+                        training: bool = True) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """Path-length regularization (StyleGAN2 Sec. 3.2), unweighted.
+
+  ``y ~ N(0, I) / sqrt(H W)``; ``L_b = sqrt(mean_i ||d <G(ws), y> / d ws_b[i]||^2)``
+  (mean over the ``num_ws`` latents, as ada and rosinality);
+  ``a' = a + decay * (mean_b L_b - a)``; penalty ``mean_b (L_b - a')^2``, with a'
+  differentiable in the penalty as in the references. The caller multiplies by
+  the weight (2 in Re-GAN/rosinality; ada's pl_weight 2, 0 for 'cifar') and, lazily
+  every k = 4 G steps, by k; it stores the returned mean.
+
+  Args:
+    synthesis: ws -> images (from :func:`mapping_and_synthesis`).
+    ws: [B, num_ws, w_dim] latents (the references use half the batch).
+    pl_mean: float32 [], the running mean a (0 at the start).
+    seed: int32 [2], the stateless seed of y.
+    decay: the running mean's rate (0.01).
+    training: passed to the synthesis network.
+
+  Returns:
+    (penalty float32 [], new pl_mean float32 [] (no gradient), lengths float32 [B]).
+  """
+  ws = tf.cast(ws, tf.float32)
+  with tf.GradientTape() as tape:
+    tape.watch(ws)
+    images = tf.cast(synthesis(ws, training=training), tf.float32)
+    shape = tf.shape(images)
+    y = tf.random.stateless_normal(shape, seed) * tf.math.rsqrt(
+        tf.cast(shape[1] * shape[2], tf.float32))
+    total = tf.reduce_sum(images * y)
+  grads = tape.gradient(total, ws)
+  lengths = tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=2), axis=1))
+  pl_mean = tf.cast(pl_mean, tf.float32)
+  new_mean = pl_mean + decay * (tf.reduce_mean(lengths) - pl_mean)
+  penalty = tf.reduce_mean(tf.square(lengths - new_mean))
+  return penalty, tf.stop_gradient(new_mean), lengths
 
 
 _PAIRS: dict[str, tuple[GeneratorLoss, DiscriminatorLoss]] = {

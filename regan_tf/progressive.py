@@ -27,10 +27,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from absl import logging
+
 from regan_tf.compat import keras, tf
 from regan_tf.models import progan as progan_lib
 
-__all__ = ["GrowingRun", "SegmentKey"]
+__all__ = ["FixedCursor", "GrowingRun", "GrowthCursor", "SegmentKey", "Span"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,3 +164,138 @@ class GrowingRun:
                    f"{' (and on)' if s == self.final_stage else ''}, fade {self.schedule.fade_steps[s]}, "
                    f"batch {self.schedule.batch_sizes[s]}")
     return "; ".join(lines)
+
+
+# ----------------------------------------------------------------------------
+# The loop's cursor: which step function, data stream and sampler a step uses
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Span:
+  """What the training loop uses for a step.
+
+  Attributes:
+    train_step: the compiled iteration (``regan_tf.train_step.TrainStep``).
+    iterator: the distributed iterator of real batches it reads.
+    sampler: the model that draws sample grids, evaluates and exports now.
+    batch_size: the global batch.
+  """
+  train_step: Any
+  iterator: Any
+  sampler: keras.Model
+  batch_size: int
+
+
+class FixedCursor:
+  """The cursor of a run that does not grow: one span for every step."""
+
+  def __init__(self, span: Span):
+    self.span = span
+
+  def at(self, step: int) -> Span:
+    """The span of step ``step`` (always the same)."""
+    return self.span
+
+  @property
+  def sampler(self) -> keras.Model:
+    """The model that samples, evaluates and exports."""
+    return self.span.sampler
+
+  @property
+  def batch_size(self) -> int:
+    """The global batch."""
+    return self.span.batch_size
+
+  def select_sampler(self, steps_done: int) -> keras.Model:
+    """The sampler of a model that has trained ``steps_done`` steps (always the same)."""
+    return self.span.sampler
+
+  def scalars(self) -> Dict[str, float]:
+    """Scalars to log (none)."""
+    return {}
+
+
+class GrowthCursor:
+  """The cursor of a growing run: per step, the active (stage, fade) span.
+
+  Each (stage, fade) key gets its own step function (one trace each, built
+  once); each stage its own data stream, seeded ``(seed, stage)`` and read from
+  the stage's first step, so a resumed run reads the same batches. alpha is a
+  variable assigned here, so a fade-in does not retrace.
+
+  Args:
+    growing: the run's :class:`GrowingRun`.
+    generator: the all-stages generator being trained (pruned when Re-GAN).
+    sampler_all: the all-stages model that samples (its EMA clone, or
+      ``generator``); stage samplers are cut from it, upsampled.
+    make_step: ``make_step(generator, discriminator, batch, real_transform)``
+      -> the compiled step of one key.
+    make_iterator: ``make_iterator(batch, data_seed, start_batch)`` -> a
+      distributed iterator.
+    seed, n_critic: the run's seed and D steps per G step.
+  """
+
+  def __init__(self, growing: GrowingRun, *, generator: keras.Model, sampler_all: keras.Model,
+               make_step: Callable[..., Any], make_iterator: Callable[[int, int, int], Any],
+               seed: int, n_critic: int):
+    self._growing, self._generator, self._sampler_all = growing, generator, sampler_all
+    self._make_step, self._make_iterator = make_step, make_iterator
+    self._seed, self._n_critic = seed, n_critic
+    self._steps: Dict[SegmentKey, Any] = {}
+    self._span: Optional[Span] = None
+    self.key: Optional[SegmentKey] = None
+    self.alpha: Optional[float] = None
+    self._sampler: Optional[keras.Model] = None
+
+  def at(self, step: int) -> Span:
+    """The span of step ``step`` (0-based), entering a new one when the key changes."""
+    key, alpha = self._growing.key_at(step)
+    if key != self.key:
+      self._enter(key, step)
+    if alpha != self.alpha:
+      self._growing.alpha.assign(alpha)
+      self.alpha = alpha
+    return self._span
+
+  def _enter(self, key: SegmentKey, at_step: int) -> None:
+    growing = self._growing
+    batch = growing.batch_size(key)
+    if self.key is None or key.stage != self.key.stage:
+      stage_start = growing.schedule.stage_start(key.stage)
+      iterator = self._make_iterator(batch, self._seed * 1009 + key.stage,
+                                     (at_step - stage_start) * self._n_critic)
+    else:
+      iterator = self._span.iterator
+    if key not in self._steps:
+      self._steps[key] = self._make_step(growing.generator(self._generator, key), growing.discriminator(key),
+                                         batch, growing.reals(key))
+    self._sampler = growing.generator(self._sampler_all, key, upsample=True)
+    self._span = Span(self._steps[key], iterator, self._sampler, batch)
+    self.key = key
+    logging.info("Step %d: %s, batch %d.", at_step, key.describe(growing.progan), batch)
+
+  @property
+  def batch_size(self) -> int:
+    """The current span's global batch."""
+    return self._span.batch_size
+
+  @property
+  def sampler(self) -> Optional[keras.Model]:
+    """The current sampler (None before the first step or :meth:`select_sampler`)."""
+    return self._sampler
+
+  def select_sampler(self, steps_done: int) -> keras.Model:
+    """Points the sampler (and alpha) at the stage the model had after ``steps_done`` steps.
+
+    For exporting a run that is already complete, or its best checkpoint.
+    """
+    key, alpha = self._growing.key_at(max(steps_done - 1, 0))
+    self._sampler = self._growing.generator(self._sampler_all, key, upsample=True)
+    self._growing.alpha.assign(alpha)
+    self.alpha = alpha
+    return self._sampler
+
+  def scalars(self) -> Dict[str, float]:
+    """``growth/stage`` and ``growth/alpha`` for the log."""
+    return {"growth/stage": float(self.key.stage), "growth/alpha": float(self.alpha)}

@@ -65,7 +65,7 @@ def compute(image_size: Optional[int], channels: Optional[int],
   from regan_tf import flops as flops_lib
   from regan_tf.data.subset import subset_size
   from regan_tf.pruning import ReganSchedule, prune_generator
-  from regan_tf.pruning.controller import _epochs_to_steps  # pylint: disable=protected-access
+  from regan_tf.pruning.controller import epochs_to_steps
   train = {k: _query(f"train.{k}", v) for k, v in _TRAIN_DEFAULTS.items()}
   model_ref = _query("train.model", None)
   dataset = _selector(_query("train.dataset", None))
@@ -110,7 +110,7 @@ def compute(image_size: Optional[int], channels: Optional[int],
       if regan[name] is not None:
         lengths[name] = regan[name]
       else:
-        lengths[name] = _epochs_to_steps(f"{name}_epochs", regan[f"{name}_epochs"],
+        lengths[name] = epochs_to_steps(f"{name}_epochs", regan[f"{name}_epochs"],
                                          steps_per_epoch, minimum)
     schedule = ReganSchedule(warmup=lengths["warmup"], g=lengths["g"], sparsity=regan["sparsity"],
                              dense_lr_factor=regan["dense_lr_factor"],

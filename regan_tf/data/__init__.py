@@ -12,12 +12,16 @@ from regan_tf.data.sources import load_digits
 from regan_tf.data.sources import load_image_folder
 from regan_tf.data.sources import load_tfds
 from regan_tf.data.subset import SUBSET_RULES
+from regan_tf.data.subset import check_fraction
+from regan_tf.data.subset import check_rule
 from regan_tf.data.subset import select_subset
 from regan_tf.data.subset import subset_indices
 
 __all__ = [
     "ImageData",
     "SUBSET_RULES",
+    "check_fraction",
+    "check_rule",
     "load_digits",
     "load_image_folder",
     "load_tfds",

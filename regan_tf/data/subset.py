@@ -26,7 +26,8 @@ __all__ = ["SUBSET_RULES", "select_subset", "subset_indices", "subset_size"]
 SUBSET_RULES = ("first", "random", "stratified")
 
 
-def _check_fraction(fraction) -> float:
+def check_fraction(fraction) -> float:
+  """Returns ``fraction`` as a float; ValueError unless it is in (0, 1]."""
   if (not isinstance(fraction, numbers.Real) or isinstance(fraction, bool)
       or not math.isfinite(fraction) or not 0 < fraction <= 1):
     raise ValueError(
@@ -35,7 +36,8 @@ def _check_fraction(fraction) -> float:
   return float(fraction)
 
 
-def _check_rule(rule) -> str:
+def check_rule(rule) -> str:
+  """Returns ``rule``; ValueError (listing the rules) unless it is one of SUBSET_RULES."""
   if rule not in SUBSET_RULES:
     raise ValueError(
         f"rule must be one of {SUBSET_RULES}, got {rule!r}: 'first' takes the first N in dataset "
@@ -46,7 +48,7 @@ def _check_rule(rule) -> str:
 
 def subset_size(num_examples: int, fraction: float) -> int:
   """N = round(fraction * num_examples), halves rounded up, at least 1."""
-  fraction = _check_fraction(fraction)
+  fraction = check_fraction(fraction)
   # 0.1 * 50000 is 5000.000000000001 in floating point; the rounding absorbs it.
   return max(1, min(num_examples, int(math.floor(fraction * num_examples + 0.5))))
 
@@ -83,8 +85,8 @@ def subset_indices(num_examples: int, fraction: float, rule: str = "first",
   if (not isinstance(num_examples, numbers.Integral) or isinstance(num_examples, bool)
       or num_examples < 1):
     raise ValueError(f"num_examples must be an integer >= 1, got {num_examples!r}.")
-  fraction = _check_fraction(fraction)
-  rule = _check_rule(rule)
+  fraction = check_fraction(fraction)
+  rule = check_rule(rule)
   if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
     raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
   if labels is not None:

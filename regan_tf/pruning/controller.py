@@ -650,8 +650,9 @@ class ReganController:
     return counts
 
 
-def _epochs_to_steps(name: str, epochs: float, steps_per_epoch: Optional[float],
-                     minimum: int) -> int:
+def epochs_to_steps(name: str, epochs: float, steps_per_epoch: Optional[float],
+                    minimum: int) -> int:
+  """``epochs`` as G steps (rounded half up, at least ``minimum``); ``name`` is for errors."""
   if steps_per_epoch is None or not steps_per_epoch > 0:
     raise ValueError(f"{name}={epochs} is in epochs, which needs steps_per_epoch > 0 (got "
                      f"{steps_per_epoch}); pass steps_per_epoch, or give the length in G steps.")
@@ -706,7 +707,7 @@ def build_controller(generator: keras.Model,
       raise ValueError(f"give exactly one of {name} (G steps) and {name}_epochs (epochs); got "
                        f"{name}={in_steps}, {name}_epochs={in_epochs}.")
     lengths[name] = (in_steps if in_epochs is None else
-                     _epochs_to_steps(f"{name}_epochs", in_epochs, steps_per_epoch, minimum))
+                     epochs_to_steps(f"{name}_epochs", in_epochs, steps_per_epoch, minimum))
   if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
     raise ValueError(f"start_step={start_step!r} must be an integer >= 0 (the G step the warm-up "
                      "is counted from).")

@@ -1,0 +1,101 @@
+"""One training iteration per architecture x loss through the public TrainStep (as compare_gan's tests).
+
+Each case builds a tiny GAN, wraps G for Re-GAN in a sparse phase from step 0,
+runs one iteration (n_critic D steps + 1 G step) and checks what a user relies
+on: finite losses, D and G both updated, and every masked G entry exactly zero.
+"""
+
+import numpy as np
+import pytest
+
+from regan_tf import data as data_lib
+from regan_tf import models as models_lib
+from regan_tf import pruning
+from regan_tf.compat import keras, tf
+from regan_tf.train_step import StyleGANParts, TrainStep, inner_optimizer, make_optimizer
+
+# Tiny widths of each architecture, at an image size it supports.
+_TINY = {
+    "dcgan": dict(image_size=16, z_dim=8, g_base_channels=4, d_base_channels=4),
+    "sngan": dict(image_size=32, z_dim=8, g_channels=8, d_channels=8),
+    "autogan": dict(image_size=32, z_dim=8, g_channels=8, d_channels=8),
+    "progan": dict(image_size=16, z_dim=8, fmap_base=64, fmap_max=16),
+    "stylegan2": dict(image_size=16, z_dim=16, w_dim=16, channel_base=128, channel_max=16),
+}
+_LOSSES = {"hinge": 0.0, "non_saturating": 0.0, "wasserstein": 10.0}  # name -> WGAN-GP weight
+_BATCH, _N_CRITIC = 4, 2
+
+
+def _setup(arch: str, loss: str, **step_kwargs):
+  kwargs = dict(_TINY[arch])
+  size, z_dim = kwargs.pop("image_size"), kwargs.pop("z_dim")
+  strategy = tf.distribute.get_strategy()
+  keras.utils.set_random_seed(0)
+  gan = models_lib.build(arch, image_size=size, channels=3, z_dim=z_dim, **kwargs)
+  controller = pruning.build_controller(gan.generator, sparsity=0.3, warmup=0, g=10, strategy=strategy)
+  generator = controller.generator
+  g_opt = make_optimizer(controller.learning_rate(1e-3), 0.0, 0.9, loss_scale=False, name="g_adam")
+  d_opt = make_optimizer(1e-3, 0.0, 0.9, loss_scale=False, name="d_adam")
+  inner_optimizer(g_opt).build(generator.trainable_variables)
+  inner_optimizer(d_opt).build(gan.discriminator.trainable_variables)
+  step = TrainStep(strategy=strategy, generator=generator, discriminator=gan.discriminator, g_optimizer=g_opt,
+                   d_optimizer=d_opt, losses=loss, gp_weight=_LOSSES[loss], z_dim=z_dim, local_batch=_BATCH,
+                   n_critic=_N_CRITIC, seed=0, controller=controller, **step_kwargs)
+  rng = np.random.default_rng(0)
+  images = data_lib.ImageData(images=rng.integers(0, 256, (32, size, size, 3), dtype=np.uint8), labels=None,
+                              name="noise")
+  iterator = iter(strategy.experimental_distribute_dataset(
+      data_lib.make_pipeline(images, global_batch_size=_BATCH, seed=0)))
+  controller.before_g_step(0, g_opt)  # warmup 0: the first sparse phase starts now
+  return step, iterator, controller, gan.discriminator
+
+
+def _snapshot(variables):
+  return [v.numpy().copy() for v in variables]
+
+
+def _changed(before, variables) -> bool:
+  return any(not np.array_equal(b, v.numpy()) for b, v in zip(before, variables))
+
+
+@pytest.mark.parametrize("loss", sorted(_LOSSES))
+@pytest.mark.parametrize("arch", sorted(_TINY))
+def test_one_iteration_trains_both_and_keeps_masks(arch, loss):
+  step, iterator, controller, discriminator = _setup(arch, loss)
+  g_vars = controller.generator.trainable_variables
+  g_before, d_before = _snapshot(g_vars), _snapshot(discriminator.trainable_variables)
+  out = step(iterator, 0)
+  assert set(out) == {"d_loss", "g_loss", "d_real", "d_fake"}
+  assert all(np.isfinite(float(v)) for v in out.values()), out
+  assert _changed(d_before, discriminator.trainable_variables)
+  assert _changed(g_before, g_vars)
+  for tensor in controller.tensors:
+    mask = tensor.mask.numpy()
+    assert 0.0 < mask.mean() < 1.0, tensor.name  # a real mask, neither empty nor full
+    np.testing.assert_array_equal(tensor.weight.numpy()[mask == 0], 0.0, err_msg=tensor.name)
+
+
+def test_stylegan2_lazy_regularizers_run_masked():
+  kwargs = _TINY["stylegan2"]
+  pl_mean = tf.Variable(0.0, trainable=False)
+  step, iterator, controller, _ = _setup("stylegan2", "non_saturating")
+  step = TrainStep(strategy=step.strategy, generator=step.generator, discriminator=step.discriminator,
+                   g_optimizer=step.g_optimizer, d_optimizer=step.d_optimizer, losses="non_saturating",
+                   z_dim=kwargs["z_dim"], local_batch=_BATCH, n_critic=_N_CRITIC, seed=0, r1_weight=5.0,
+                   pl_weight=2.0, pl_mean=pl_mean, style_mixing=0.9, stylegan=StyleGANParts.of(step.generator),
+                   controller=controller)
+  out = step(iterator, 0, r1=True, pl=True)
+  assert {"r1", "pl_penalty"} <= set(out)
+  assert np.isfinite(float(out["r1"])) and np.isfinite(float(out["pl_penalty"]))
+  assert float(pl_mean.numpy()) > 0.0  # the running mean moved
+  for tensor in controller.tensors:
+    np.testing.assert_array_equal(tensor.weight.numpy()[tensor.mask.numpy() == 0], 0.0, err_msg=tensor.name)
+
+
+def test_path_length_without_stylegan_parts_is_an_error():
+  step, _, controller, _ = _setup("dcgan", "hinge")
+  with pytest.raises(ValueError, match="StyleGANParts"):
+    TrainStep(strategy=step.strategy, generator=step.generator, discriminator=step.discriminator,
+              g_optimizer=step.g_optimizer, d_optimizer=step.d_optimizer, losses="hinge", z_dim=8,
+              local_batch=_BATCH, n_critic=1, seed=0, pl_weight=1.0, pl_mean=tf.Variable(0.0),
+              controller=controller)
