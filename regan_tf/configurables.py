@@ -33,7 +33,7 @@ from regan_tf import models
 from regan_tf import pruning
 from regan_tf import trainer
 
-train = gin.external_configurable(trainer.train, name="train", denylist=["workdir", "config_text"])
+train = gin.external_configurable(trainer.train, name="train", denylist=["workdir", "config_text", "allow_config_change"])
 
 gin.external_configurable(data.load_digits, name="digits", module="data")
 gin.external_configurable(data.load_image_folder, name="image_folder", module="data")

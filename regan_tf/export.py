@@ -94,3 +94,26 @@ def read_metadata(export_dir: str) -> Dict[str, Any]:
     return {}
   with open(path) as f:
     return json.load(f)
+
+
+def load_export(export_dir: str) -> Any:
+  """Loads an export written by :func:`export_generator`; the result has ``sample(z)`` and ``signatures``.
+
+  Raises:
+    ValueError: ``export_dir`` holds no loadable SavedModel (missing, partly
+      written or corrupt); the message names the fix.
+  """
+  if not os.path.exists(os.path.join(export_dir, "saved_model.pb")):
+    raise ValueError(f"export_dir={export_dir!r} is not a SavedModel directory (no saved_model.pb); pass a "
+                     "run's export folder (RUN/export) or RUN/best's export.")
+  try:
+    return tf.saved_model.load(export_dir)
+  except (tf.errors.OpError, OSError, ValueError) as e:
+    raise ValueError(f"export_dir={export_dir!r} does not load ({type(e).__name__}: "
+                     f"{str(e).splitlines()[0][:200]}); it is damaged: export it again by rerunning the "
+                     "training command (a finished run only exports), or pass another folder.") from e
+  except Exception as e:  # protobuf's DecodeError is not an OSError or ValueError
+    if type(e).__name__ != "DecodeError":
+      raise
+    raise ValueError(f"export_dir={export_dir!r} does not load (its saved_model.pb is corrupt); export it "
+                     "again by rerunning the training command, or pass another folder.") from e

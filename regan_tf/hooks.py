@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -26,7 +26,7 @@ import numpy as np
 from regan_tf import images as images_lib
 from regan_tf.compat import keras, tf
 
-__all__ = ["CheckpointHook", "EvaluationHook", "Hook", "LogHook", "Metrics", "PhaseHook", "ProfileHook",
+__all__ = ["CheckpointHook", "DivergenceHook", "EvaluationHook", "FiniteSaver", "Hook", "LogHook", "Metrics", "PhaseHook", "ProfileHook",
            "SampleGridHook", "itstime"]
 
 Outputs = Mapping[str, tf.Tensor]
@@ -157,8 +157,10 @@ class LogHook(Hook):
     bad = [k for k, v in metrics.items() if not np.isfinite(v)]
     if bad:
       raise FloatingPointError(
-          f"Non-finite {', '.join(bad)} at step {step} ({metrics}); the last good "
-          f"checkpoint is {self._last_checkpoint()}. Lower the learning rates or check the data.")
+          f"Non-finite {', '.join(bad)} at step {step} ({metrics}); they were finite at step "
+          f"{self._last_step}, so they went bad in steps {self._last_step + 1}..{step}. The newest "
+          f"checkpoint, {self._last_checkpoint()}, is finite (no checkpoint holds a non-finite value). "
+          "Lower the learning rates or check the data.")
     now = time.time()
     rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
     self._last_time, self._last_step = now, step
@@ -212,17 +214,17 @@ class EvaluationHook(Hook):
     sampler: called with no arguments; the model to evaluate now.
     writer: TensorBoard writer.
     metrics: the scores are added to it.
-    best_fid, step_var: checkpointed variables: the best FID so far and the
-      step label written with a checkpoint.
+    best_fid: the checkpointed best FID so far.
     best_manager: the ``best/`` checkpoint manager (keeps one).
+    saver: writes the best checkpoint (only of a finite state).
   """
 
   def __init__(self, evaluator: Any, every: int, total: int, sampler: Callable[[], keras.Model],
                writer: tf.summary.SummaryWriter, metrics: Metrics, *, best_fid: tf.Variable,
-               step_var: tf.Variable, best_manager: tf.train.CheckpointManager):
+               best_manager: tf.train.CheckpointManager, saver: FiniteSaver):
     self._evaluator, self._every, self._total, self._sampler = evaluator, every, total, sampler
     self._writer, self._metrics = writer, metrics
-    self._best_fid, self._step_var, self._best_manager = best_fid, step_var, best_manager
+    self._best_fid, self._best_manager, self._saver = best_fid, best_manager, saver
 
   def after_step(self, step: int, outputs: Outputs) -> None:
     if itstime(step, self._every, self._total):
@@ -243,25 +245,113 @@ class EvaluationHook(Hook):
                  " (best so far)" if improved else "")
     if improved:
       self._best_fid.assign(scores[fid_name])
-      self._step_var.assign(step)
-      self._best_manager.save(checkpoint_number=step)
+      self._saver.save(self._best_manager, step)
     return scores
+
+
+class FiniteSaver:
+  """Writes checkpoints, but never one that holds a non-finite value.
+
+  Before each save ``all_finite()`` checks the state (G, D and the EMA's
+  weights); on NaN or Inf it raises instead, naming the steps between which
+  the values went bad and the newest checkpoint, which is finite like every
+  checkpoint written through this saver.
+
+  Args:
+    step_var: the checkpointed step label, assigned before each save.
+    all_finite: returns whether every checked variable is finite.
+    start_step: the step the state was last known finite (the run's start).
+  """
+
+  def __init__(self, step_var: tf.Variable, all_finite: Callable[[], bool], start_step: int = 0):
+    self._step_var, self._all_finite = step_var, all_finite
+    self.last_finite_step = start_step
+
+  def check(self, step: int, newest: Optional[str]) -> None:
+    """Raises FloatingPointError if the state after ``step`` steps is not finite."""
+    if not self._all_finite():
+      raise FloatingPointError(
+          f"Non-finite weights after step {step}; they were finite after step {self.last_finite_step}, so "
+          f"they went bad in steps {self.last_finite_step + 1}..{step}. Nothing was saved; the newest "
+          f"checkpoint ({newest}) is finite. Lower the learning rates or check the data, then rerun "
+          "(it resumes from that checkpoint).")
+    self.last_finite_step = step
+
+  def save(self, manager: tf.train.CheckpointManager, step: int) -> str:
+    """Checks the state, then saves it to ``manager`` labelled ``step``; returns the path."""
+    self.check(step, manager.latest_checkpoint)
+    self._step_var.assign(step)
+    return manager.save(checkpoint_number=step)
 
 
 class CheckpointHook(Hook):
   """Every ``every`` steps and at the last: a checkpoint labelled with the steps done."""
 
-  def __init__(self, every: int, total: int, manager: tf.train.CheckpointManager, step_var: tf.Variable):
-    self._every, self._total, self._manager, self._step_var = every, total, manager, step_var
+  def __init__(self, every: int, total: int, manager: tf.train.CheckpointManager, saver: FiniteSaver):
+    self._every, self._total, self._manager, self._saver = every, total, manager, saver
 
   def after_step(self, step: int, outputs: Outputs) -> None:
     if itstime(step, self._every, self._total):
       self.save(step)
 
   def save(self, step: int) -> str:
-    """Saves now, labelled ``step``; returns the path."""
-    self._step_var.assign(step)
-    return self._manager.save(checkpoint_number=step)
+    """Saves now (if the state is finite), labelled ``step``; returns the path."""
+    return self._saver.save(self._manager, step)
+
+
+class DivergenceHook(Hook):
+  """On log steps: warns about (or stops) a run that is diverging without NaNs yet.
+
+  Two signs, each a common end of a GAN run gone wrong:
+
+  - D's loss pinned at (nearly) zero for ``window`` log steps in a row: D
+    separates real from fake outright and G gets no useful gradient (hinge
+    and non-saturating losses only; a Wasserstein critic's loss has no floor).
+  - G's weight norm more than ``growth`` times what it was at the first check.
+
+  Args:
+    mode: ``warn`` (a warning the first time each sign shows) or ``stop``
+      (raise FloatingPointError).
+    every, total: the log cadence and the run's last step.
+    g_norm: returns G's global weight norm.
+    d_floor: whether D's loss has a floor at 0 (not for ``wasserstein``).
+    window, growth: the two thresholds.
+  """
+
+  def __init__(self, mode: str, every: int, total: int, g_norm: Callable[[], float], *, d_floor: bool,
+               window: int = 5, growth: float = 1e3):
+    if mode not in ("warn", "stop"):
+      raise ValueError(f"DivergenceHook mode must be 'warn' or 'stop', got {mode!r}.")
+    self._mode, self._every, self._total, self._g_norm = mode, every, total, g_norm
+    self._d_floor, self._window, self._growth = d_floor, window, growth
+    self._pinned = 0
+    self._first: Optional[Tuple[int, float]] = None
+    self._warned = set()
+
+  def after_step(self, step: int, outputs: Outputs) -> None:
+    if not itstime(step, self._every, self._total):
+      return
+    signs = {}
+    d_loss = float(outputs["d_loss"])
+    self._pinned = self._pinned + 1 if self._d_floor and abs(d_loss) < 1e-4 else 0
+    if self._pinned >= self._window:
+      signs["d_loss"] = (f"D's loss has been below 1e-4 at the last {self._pinned} log steps (now {d_loss:.3g}): "
+                         "D wins outright and G gets no useful gradient")
+    norm = self._g_norm()
+    if self._first is None:
+      self._first = (step, norm)
+    elif norm > self._growth * max(self._first[1], 1e-12):
+      signs["g_norm"] = (f"G's weight norm is {norm:.3g}, {norm / max(self._first[1], 1e-12):.3g}x its value "
+                         f"at step {self._first[0]}")
+    if not signs:
+      return
+    message = (f"The run looks divergent at step {step}: {'; '.join(signs.values())}. Lower the learning "
+               "rates (train.g_lr, train.d_lr) or check the data")
+    if self._mode == "stop":
+      raise FloatingPointError(message + "; stopped (train.divergence_guard = 'stop').")
+    if set(signs) - self._warned:
+      logging.warning("%s (train.divergence_guard = 'stop' stops such a run).", message)
+      self._warned |= set(signs)
 
 
 def run_hooks(hooks: Sequence[Hook], method: str, *args: Any) -> None:

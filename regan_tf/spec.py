@@ -174,6 +174,8 @@ class Cadence:
     export, export_best: write the generator SavedModel at the end; of the
       best-FID checkpoint instead of the last step (needs an evaluation).
     profile_steps: ``(first, last)`` steps to trace with the profiler, or None.
+    divergence_guard: on log steps, look for a diverging run (D's loss pinned
+      at 0, G's weights exploding): ``warn`` (default), ``stop`` or ``off``.
   """
   train_steps: Optional[int] = None
   train_epochs: Optional[float] = None
@@ -186,6 +188,7 @@ class Cadence:
   export: bool = True
   export_best: bool = False
   profile_steps: Optional[Tuple[int, int]] = None
+  divergence_guard: str = "warn"
 
   def __post_init__(self):
     if (self.train_steps is None) == (self.train_epochs is None):
@@ -206,6 +209,8 @@ class Cadence:
         raise ValueError(f"profile_steps must be (first, last) with 0 <= first <= last, "
                          f"got {self.profile_steps!r}.")
       object.__setattr__(self, "profile_steps", (int(steps[0]), int(steps[1])))
+    if self.divergence_guard not in ("off", "warn", "stop"):
+      raise ValueError(f"divergence_guard must be 'off', 'warn' or 'stop', got {self.divergence_guard!r}.")
 
   def steps(self, steps_per_epoch: float) -> int:
     """The run's length in G steps, given the data's epoch length in G steps."""

@@ -4,9 +4,15 @@ r"""Trains a GAN (dense or Re-GAN) from gin files.
     python -m regan_tf.train --gin_file=gin/sngan_cifar.gin \
         --gin_bindings="train.train_steps = 1000" --workdir=runs/cifar
 
-Rerunning the same command resumes from the latest checkpoint in --workdir.
-A configuration error (unknown name, misspelled parameter, bad value) is
-reported before anything is written, with exit status 2.
+Rerunning the same command resumes from the latest checkpoint in --workdir
+(a resume whose configuration changed is refused without --allow_config_change).
+Ctrl-C, SIGTERM and SIGUSR1 stop after the current step with a checkpoint.
+
+Exit statuses (``regan_tf.cli``): 0 done; 1 training failed (non-finite values,
+divergence stop) or a bug; 2 a bad configuration, input or environment (one
+line naming the fix, reported before anything is written where it can be;
+--traceback for the trace); 128 + N stopped by signal N after a checkpoint
+(130 Ctrl-C, 143 SIGTERM).
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ import difflib
 import os
 import re
 import sys
-import traceback
 from typing import List, Sequence
 
 from absl import app
@@ -23,6 +28,7 @@ from absl import flags
 from absl import logging
 import gin
 
+from regan_tf import cli
 from regan_tf import configurables
 
 FLAGS = flags.FLAGS
@@ -30,6 +36,9 @@ flags.DEFINE_multi_string("gin_file", [], "Gin file(s) to parse, in order; later
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. 'train.train_steps = 100'.")
 flags.DEFINE_string("workdir", None, "Run directory (checkpoints, TensorBoard, samples, export).")
 flags.DEFINE_bool("traceback", False, "On a configuration or input error, print the full traceback.")
+flags.DEFINE_bool("allow_config_change", False,
+                  "Resume a run even though its configuration changed (the change is logged and kept in "
+                  "operative_config-<step>.gin); without it such a resume is refused.")
 
 
 class ConfigError(Exception):
@@ -106,17 +115,14 @@ def main(argv: Sequence[str]) -> int:
     print(f"error: invalid gin configuration: {e}", file=sys.stderr)
     return 2
   logging.info("Gin configuration:\n%s", gin.config_str())
-  try:
-    result = configurables.train(workdir=FLAGS.workdir, config_text=gin.operative_config_str)
-  except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError, FloatingPointError) as e:
-    if FLAGS.traceback:
-      traceback.print_exc()
-    print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-    if not FLAGS.traceback:
-      print("(rerun with --traceback for the full trace)", file=sys.stderr)
-    return 1
-  logging.info("Done at step %d; export: %s", result.step, result.export_dir)
-  return 0
+
+  def train_run() -> int:
+    result = configurables.train(workdir=FLAGS.workdir, config_text=gin.operative_config_str,
+                                 allow_config_change=FLAGS.allow_config_change)
+    logging.info("Done at step %d; export: %s", result.step, result.export_dir)
+    return 0
+
+  return cli.run_reporting_errors(train_run, show_traceback=FLAGS.traceback)
 
 
 def run() -> None:

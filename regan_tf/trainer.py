@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import json
 import os
+import signal
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -39,6 +41,7 @@ from regan_tf import flops as flops_lib
 from regan_tf import hooks as hooks_lib
 from regan_tf import models as models_lib
 from regan_tf import progressive as progressive_lib
+from regan_tf import safety
 from regan_tf.compat import keras, tf
 from regan_tf.pruning import strip as pruning_strip
 from regan_tf.spec import RunSpec
@@ -220,7 +223,9 @@ def train(
     eval_reference: str = "full",
     export_best: bool = False,
     profile_steps: Optional[Sequence[int]] = None,
+    divergence_guard: str = "warn",
     config_text: ConfigText = None,
+    allow_config_change: bool = False,
 ) -> TrainResult:
   """Trains a GAN in ``workdir``, resuming from its latest checkpoint if any.
 
@@ -238,7 +243,11 @@ def train(
     regan_stage: in a growing run, the stage from whose first step Re-GAN's
       warm-up is counted; None: the final stage (as the reference).
     config_text: the operative configuration (or a callable returning it),
-      written to ``operative_config.gin`` and TensorBoard.
+      written to ``operative_config.gin`` (and ``operative_config-<step>.gin``,
+      one per start) and TensorBoard. On resume it is compared with the run's:
+      a change that affects training is refused (``ConfigurationChanged``)
+      unless ``allow_config_change``.
+    allow_config_change: resume even though the configuration changed (logged).
     **the rest**: the run spec's settings, by their flat names.
 
   Returns:
@@ -250,100 +259,136 @@ def train(
                                 **{k: v for k, v in locals().items() if k in names})
   parts = Components(dataset=dataset, model=model, pruning=pruning, growth=growth, apa=apa, ema=ema,
                      evaluation=evaluation)
-  return run(spec, parts, workdir=workdir, config_text=config_text)
+  return run(spec, parts, workdir=workdir, config_text=config_text, allow_config_change=allow_config_change)
 
 
-def run(spec: RunSpec, parts: Components, *, workdir: str, config_text: ConfigText = None) -> TrainResult:
+def run(spec: RunSpec, parts: Components, *, workdir: str, config_text: ConfigText = None,
+        allow_config_change: bool = False) -> TrainResult:
   """Trains ``parts`` as ``spec`` says, in ``workdir`` (see :func:`train`)."""
   # --------------------------------------------------------------- set-up ---
-  configure_cpu_devices(spec.runtime.cpu_devices)
-  strategy = make_strategy(spec.runtime.strategy)
-  spec.check_replicas(strategy.num_replicas_in_sync)
-  use_jit = resolve_jit_compile(spec.runtime.jit_compile, strategy)
-  if spec.runtime.mixed_precision and not _on_gpu(strategy):
-    logging.warning("mixed_precision on CPU is slow (float16 is emulated); it is meant for GPUs.")
-  logging.info("Strategy %s with %d replica(s); XLA %s; mixed precision %s.", type(strategy).__name__,
-               strategy.num_replicas_in_sync, "on" if use_jit else "off",
-               "on" if spec.runtime.mixed_precision else "off")
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise NotADirectoryError(f"--workdir {workdir} is a file, not a directory; pass a directory path "
+                             "(it is created if missing).")
+  lock = safety.WorkdirLock(workdir)
+  if os.path.isdir(workdir):
+    lock.acquire()  # a second process on a live run stops here, before any work
+  try:
+    configure_cpu_devices(spec.runtime.cpu_devices)
+    strategy = make_strategy(spec.runtime.strategy)
+    spec.check_replicas(strategy.num_replicas_in_sync)
+    use_jit = resolve_jit_compile(spec.runtime.jit_compile, strategy)
+    if spec.runtime.mixed_precision and not _on_gpu(strategy):
+      logging.warning("mixed_precision on CPU is slow (float16 is emulated); it is meant for GPUs.")
+    logging.info("Strategy %s with %d replica(s); XLA %s; mixed precision %s.", type(strategy).__name__,
+                 strategy.num_replicas_in_sync, "on" if use_jit else "off",
+                 "on" if spec.runtime.mixed_precision else "off")
 
-  # ----------------------------------------------------------------- data ---
-  full_images = parts.dataset()
-  images = data_lib.select_subset(full_images, fraction=spec.data.data_fraction, rule=spec.data.subset_rule,
-                                  seed=spec.runtime.seed)
+    # --------------------------------------------------------------- data ---
+    full_images = parts.dataset()
+    images = data_lib.select_subset(full_images, fraction=spec.data.data_fraction, rule=spec.data.subset_rule,
+                                    seed=spec.runtime.seed)
+    opt = spec.optimization
+    steps_per_epoch = images.num_examples / (opt.batch_size * opt.n_critic)
+    train_steps = spec.cadence.steps(steps_per_epoch)
+    logging.info("Data %s: %d images of %dx%dx%d; one epoch = %.2f generator steps; training for %d steps.",
+                 images.name, images.num_examples, images.image_size, images.image_size,
+                 images.channels, steps_per_epoch, train_steps)
+    with _compute_policy("mixed_float16" if spec.runtime.mixed_precision else None):
+      return _train_models(spec, parts, strategy, full_images, images, steps_per_epoch, train_steps,
+                           use_jit=use_jit, workdir=workdir, lock=lock, config_text=config_text,
+                           allow_config_change=allow_config_change)
+  finally:
+    lock.release()
+
+
+def _train_models(spec: RunSpec, parts: Components, strategy: tf.distribute.Strategy,
+                  full_images: data_lib.ImageData, images: data_lib.ImageData, steps_per_epoch: float,
+                  train_steps: int, *, use_jit: bool, workdir: str, lock: safety.WorkdirLock,
+                  config_text: ConfigText, allow_config_change: bool) -> TrainResult:
+  """Models, restore, loop and export of :func:`run`, under the compute policy."""
+  # ------------------------------------------------------------- models ---
   opt = spec.optimization
-  steps_per_epoch = images.num_examples / (opt.batch_size * opt.n_critic)
-  train_steps = spec.cadence.steps(steps_per_epoch)
-  logging.info("Data %s: %d images of %dx%dx%d; one epoch = %.2f generator steps; training for %d steps.",
-               images.name, images.num_examples, images.image_size, images.image_size,
-               images.channels, steps_per_epoch, train_steps)
+  models = _build_models(spec, parts, strategy, images, steps_per_epoch, train_steps)
+  evaluator = None
+  if parts.evaluation is not None:
+    reference = full_images if spec.data.eval_reference == "full" else images
+    evaluator = parts.evaluation(data=reference, z_dim=opt.z_dim)
+    logging.info("Evaluation: %s on %d samples against %s.", ", ".join(evaluator.metric_names),
+                 evaluator.num_samples, "the full dataset" if spec.data.eval_reference == "full"
+                 else "the training subset")
+  run_flops = _count_flops(spec, models, train_steps)
 
-  with _compute_policy("mixed_float16" if spec.runtime.mixed_precision else None):
-    # ----------------------------------------------------------- models ---
-    models = _build_models(spec, parts, strategy, images, steps_per_epoch, train_steps)
-    evaluator = None
-    if parts.evaluation is not None:
-      reference = full_images if spec.data.eval_reference == "full" else images
-      evaluator = parts.evaluation(data=reference, z_dim=opt.z_dim)
-      logging.info("Evaluation: %s on %d samples against %s.", ", ".join(evaluator.metric_names),
-                   evaluator.num_samples, "the full dataset" if spec.data.eval_reference == "full"
-                   else "the training subset")
-    run_flops = _count_flops(spec, models, train_steps)
+  # ------------------------------------------------------------ restore ---
+  # The run directory appears only once data and models are known to load,
+  # so a bad configuration leaves nothing behind.
+  os.makedirs(workdir, exist_ok=True)
+  if not lock.held:
+    lock.acquire()
+  safety.remove_stale_temporaries(workdir)
+  state = _restore(workdir, models, keep=spec.cadence.keep_checkpoints)
+  start_step = int(state.step_var.numpy())
+  text = config_text() if callable(config_text) else (config_text or "")
+  _check_config_change(workdir, text, start_step, allow=allow_config_change)
+  _write_flops_json(workdir, spec, models, run_flops, train_steps)
+  writer = tf.summary.create_file_writer(workdir)
+  _write_config(workdir, writer, text, start_step)
 
-    # ---------------------------------------------------------- restore ---
-    # The run directory appears only once data and models are known to load,
-    # so a bad configuration leaves nothing behind.
-    os.makedirs(workdir, exist_ok=True)
-    state = _restore(workdir, models, keep=spec.cadence.keep_checkpoints)
-    start_step = int(state.step_var.numpy())
-    _write_flops_json(workdir, spec, models, run_flops, train_steps)
-    writer = tf.summary.create_file_writer(workdir)
-    _write_config(workdir, writer, config_text, start_step)
+  # --------------------------------------------------------------- loop ---
+  cursor = _make_cursor(spec, models, strategy, images, use_jit, start_step)
+  metrics = hooks_lib.Metrics()
+  saver = hooks_lib.FiniteSaver(state.step_var, _finite_check(models), start_step)
+  hooks = _make_hooks(spec, models, state, saver, cursor, run_flops, evaluator, writer, metrics,
+                      workdir=workdir, train_steps=train_steps)
+  if start_step >= train_steps:
+    logging.info("Run already complete (step %d of %d).", start_step, train_steps)
+  loop_start = time.time()
+  try:
+    with safety.StopSignals() as signals:
+      step = _loop(cursor, hooks, spec, start_step, train_steps, signals, lambda s: saver.save(state.manager, s))
+  finally:
+    writer.flush()
+  if step > start_step:
+    logging.info("Trained steps %d..%d in %s.", start_step, step, hooks_lib.format_duration(time.time() - loop_start))
+  if models.growing is not None:
+    _warn_if_not_grown(models.growing, step, images.image_size)
 
-    # ------------------------------------------------------------- loop ---
-    cursor = _make_cursor(spec, models, strategy, images, use_jit, start_step)
-    metrics = hooks_lib.Metrics()
-    hooks = _make_hooks(spec, models, state, cursor, run_flops, evaluator, writer, metrics,
-                        workdir=workdir, train_steps=train_steps)
-    if start_step >= train_steps:
-      logging.info("Run already complete (step %d of %d).", start_step, train_steps)
-    loop_start = time.time()
-    try:
-      step = _loop(cursor, hooks, spec, start_step, train_steps, state)
-    finally:
-      writer.flush()
-    if step > start_step:
-      logging.info("Trained steps %d..%d in %s.", start_step, step,
-                   hooks_lib.format_duration(time.time() - loop_start))
-    if models.growing is not None:
-      _warn_if_not_grown(models.growing, step, images.image_size)
-
-    # ----------------------------------------------------------- export ---
-    export_dir = None
-    if spec.cadence.export:
-      export_dir = _export(spec, models, state, cursor, images, step, workdir)
-    return TrainResult(step=step, workdir=workdir, export_dir=export_dir, metrics=dict(metrics))
+  # ------------------------------------------------------------- export ---
+  export_dir = None
+  if spec.cadence.export:
+    export_dir = _export(spec, models, state, cursor, images, step, workdir)
+  return TrainResult(step=step, workdir=workdir, export_dir=export_dir, metrics=dict(metrics))
 
 
 def _loop(cursor, hooks: Sequence[hooks_lib.Hook], spec: RunSpec, start_step: int, train_steps: int,
-          state: "_RunState") -> int:
-  """Runs steps ``start_step..train_steps-1`` with the hooks around each; returns the steps done."""
+          signals: safety.StopSignals, save: Callable[[int], str]) -> int:
+  """Runs steps ``start_step..train_steps-1`` with the hooks around each; returns the steps done.
+
+  A stop signal is honoured between steps: the state after ``step`` steps is
+  saved labelled ``step`` (so the rerun continues exactly) and
+  :class:`regan_tf.safety.TrainingInterrupted` is raised.
+  """
   step = start_step
   try:
     while step < train_steps:
+      if signals.requested is not None:
+        path = save(step)
+        logging.warning("Stopped after step %d on %s; saved %s. Rerun the same command to resume.", step,
+                        signal_name(signals.requested), path)
+        raise safety.TrainingInterrupted(signals.requested, step, path)
       span = cursor.at(step)
       hooks_lib.run_hooks(hooks, "before_step", step)
       outputs = span.train_step(span.iterator, tf.constant(step, tf.int64),
                                 r1=spec.regularization.r1_at(step), pl=spec.regularization.pl_at(step))
       step += 1
       hooks_lib.run_hooks(hooks, "after_step", step, outputs)
-  except KeyboardInterrupt:
-    state.step_var.assign(step)
-    path = state.manager.save(checkpoint_number=step)
-    logging.warning("Interrupted at step %d; saved %s. Rerun the same command to resume.", step, path)
-    raise
   finally:
     hooks_lib.run_hooks(hooks, "end", step)
   return step
+
+
+def signal_name(signum: int) -> str:
+  """``SIGTERM`` for 15, etc."""
+  return signal.Signals(signum).name
 
 
 # ----------------------------------------------------------------------------
@@ -473,7 +518,13 @@ class _RunState:
 
 
 def _restore(workdir: str, models: _Models, *, keep: int) -> _RunState:
-  """Builds the checkpoint and restores the latest one in ``workdir/checkpoints`` if any."""
+  """Builds the checkpoint and restores the newest loadable one in ``workdir/checkpoints``.
+
+  A checkpoint that does not load because it is damaged (truncated, corrupt)
+  is skipped with a warning naming it, and the one before it is tried. A
+  checkpoint whose tensors or objects do not match the models means the
+  configuration changed: that stays an error.
+  """
   step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
   best_fid = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_fid")
   trackables = dict(step=step_var, generator=models.generator, discriminator=models.discriminator_trackable,
@@ -486,16 +537,48 @@ def _restore(workdir: str, models: _Models, *, keep: int) -> _RunState:
   ckpt = tf.train.Checkpoint(**trackables)
   manager = tf.train.CheckpointManager(ckpt, os.path.join(workdir, "checkpoints"), max_to_keep=keep)
   best_manager = tf.train.CheckpointManager(ckpt, os.path.join(workdir, "best"), max_to_keep=1)
-  if manager.latest_checkpoint:
+  skipped = []
+  for path in reversed(manager.checkpoints):
     try:
-      ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-      raise RuntimeError(
-          f"The checkpoint {manager.latest_checkpoint} does not match this configuration "
-          f"(model, optimizer or pruning changed?): {e}\nResume with the configuration that "
-          f"wrote it, or start a new run with another --workdir.") from e
-    logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, int(step_var.numpy()))
+      ckpt.restore(path).assert_existing_objects_matched()
+    except (AssertionError, ValueError) as e:
+      if isinstance(e, ValueError) and "shape" not in str(e):
+        skipped.append((path, e))
+        continue
+      raise safety.ConfigurationChanged(
+          f"The checkpoint {path} does not match this configuration (model, optimizer or pruning "
+          f"changed): {str(e).splitlines()[0][:300]} Resume with the configuration that wrote it, or start "
+          "a new run with another --workdir.") from e
+    except (tf.errors.OpError, IndexError, OSError) as e:  # truncated or corrupt files
+      skipped.append((path, e))
+      continue
+    for bad, error in skipped:
+      logging.warning("Skipped the damaged checkpoint %s (%s: %s).", bad, type(error).__name__,
+                      str(error).splitlines()[0][:200])
+    logging.info("Resumed from %s at step %d.", path, int(step_var.numpy()))
+    break
+  else:
+    if skipped:
+      raise RuntimeError(f"No checkpoint in {manager.directory} loads: " + "; ".join(
+          f"{os.path.basename(p)}: {type(e).__name__}: {str(e).splitlines()[0][:120]}" for p, e in skipped)
+          + ". Move the folder away to start over, or restore a backup.")
   return _RunState(ckpt, manager, best_manager, step_var, best_fid)
+
+
+def _finite_check(models: _Models) -> Callable[[], bool]:
+  """A compiled check that G, D and the EMA hold only finite values (run before each save)."""
+  variables = list(models.generator.variables) + list(
+      models.discriminator_trackable.trainable_variables if models.growing is not None
+      else models.discriminator.variables)
+  if models.ema is not None:
+    variables += list(models.ema.model.variables)
+  variables = [v for v in variables if v.dtype.is_floating]
+
+  @tf.function(autograph=False)
+  def all_finite():
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
+
+  return lambda: bool(all_finite())
 
 
 # ----------------------------------------------------------------------------
@@ -556,10 +639,40 @@ def _write_flops_json(workdir: str, spec: RunSpec, models: _Models, run_flops: f
       projected={k: v for k, v in projected.items() if isinstance(v, (int, float))}), indent=2))
 
 
-def _write_config(workdir: str, writer: tf.summary.SummaryWriter, config_text: ConfigText, step: int) -> None:
-  text = config_text() if callable(config_text) else (config_text or "")
+def _previous_config(workdir: str) -> Optional[str]:
+  """The operative config the run last started or resumed with (None for a new run)."""
+  history = sorted(glob.glob(os.path.join(workdir, "operative_config-*.gin")))
+  path = history[-1] if history else os.path.join(workdir, "operative_config.gin")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return f.read()
+
+
+def _check_config_change(workdir: str, text: str, start_step: int, *, allow: bool) -> None:
+  """On resume: refuses a configuration that would change training, unless ``allow``; logs the diff."""
+  previous = _previous_config(workdir) if start_step > 0 else None
+  if not text or previous is None:
+    return
+  cadence, others = safety.config_diff(previous, text)
+  for change in cadence:
+    logging.info("Resuming with a changed setting (it does not change training): %s", change)
+  if not others:
+    return
+  listed = "; ".join(str(c) for c in others)
+  if not allow:
+    raise safety.ConfigurationChanged(
+        f"Resuming at step {start_step} with a configuration that differs from the run's: {listed}. Rerun "
+        "with the run's settings, start a new run with another --workdir, or pass --allow_config_change to "
+        "continue with the new ones (the change is then logged and kept in operative_config-*.gin).")
+  logging.warning("Resuming at step %d with changed settings (--allow_config_change): %s", start_step, listed)
+
+
+def _write_config(workdir: str, writer: tf.summary.SummaryWriter, text: str, step: int) -> None:
+  """``operative_config.gin`` (the latest) and ``operative_config-<step>.gin`` (kept for every start)."""
   if text:
     _write_text_atomic(os.path.join(workdir, "operative_config.gin"), text)
+    _write_text_atomic(os.path.join(workdir, f"operative_config-{step:08d}.gin"), text)
     with writer.as_default(step=step):
       tf.summary.text("config/operative_gin", "    " + text.replace("\n", "\n    "))
 
@@ -604,8 +717,8 @@ def _make_cursor(spec: RunSpec, models: _Models, strategy: tf.distribute.Strateg
       sampler=models.sampler, batch_size=opt.batch_size))
 
 
-def _make_hooks(spec: RunSpec, models: _Models, state: _RunState, cursor, run_flops: flops_lib.RunFlops,
-                evaluator, writer, metrics: hooks_lib.Metrics, *, workdir: str,
+def _make_hooks(spec: RunSpec, models: _Models, state: _RunState, saver: hooks_lib.FiniteSaver, cursor,
+                run_flops: flops_lib.RunFlops, evaluator, writer, metrics: hooks_lib.Metrics, *, workdir: str,
                 train_steps: int) -> List[hooks_lib.Hook]:
   """The periodic work, in the order it runs around each step."""
   cadence, opt = spec.cadence, spec.optimization
@@ -632,14 +745,19 @@ def _make_hooks(spec: RunSpec, models: _Models, state: _RunState, cursor, run_fl
       cadence.log_every, train_steps, writer, metrics, extra_scalars=extra_scalars,
       images_per_step=lambda: cursor.batch_size * (opt.n_critic + 1),
       last_checkpoint=lambda: state.manager.latest_checkpoint))
+  if cadence.divergence_guard != "off":
+    generator_variables = models.generator.trainable_variables
+    hooks.append(hooks_lib.DivergenceHook(
+        cadence.divergence_guard, cadence.log_every, train_steps,
+        lambda: float(tf.linalg.global_norm(generator_variables)), d_floor=opt.loss != "wasserstein"))
   grid_z = tf.random.stateless_normal([cadence.num_grid_images, opt.z_dim], seed=[spec.runtime.seed, 7919])
   hooks.append(hooks_lib.SampleGridHook(cadence.image_every, train_steps, writer, workdir,
                                         lambda: cursor.sampler, grid_z))
   if evaluator is not None:
     hooks.append(hooks_lib.EvaluationHook(evaluator, cadence.eval_every, train_steps, lambda: cursor.sampler,
-                                          writer, metrics, best_fid=state.best_fid, step_var=state.step_var,
-                                          best_manager=state.best_manager))
-  hooks.append(hooks_lib.CheckpointHook(cadence.checkpoint_every, train_steps, state.manager, state.step_var))
+                                          writer, metrics, best_fid=state.best_fid,
+                                          best_manager=state.best_manager, saver=saver))
+  hooks.append(hooks_lib.CheckpointHook(cadence.checkpoint_every, train_steps, state.manager, saver))
   return hooks
 
 

@@ -51,7 +51,7 @@ def test_gin_typo_fails_fast_and_writes_nothing(tmp_path, binding, expected):
 
 def test_bad_value_is_named(tmp_path):
   proc = run_python(_args(tmp_path / "run", "train.loss = 'hing'"), timeout=120)
-  assert proc.returncode == 1
+  assert proc.returncode == 2  # a bad value: the documented status (regan_tf.cli)
   assert "hing" in proc.stderr and "hinge" in proc.stderr
   assert not (tmp_path / "run").exists()
 
@@ -60,7 +60,7 @@ def test_missing_image_folder_fails_fast_and_writes_nothing(tmp_path):
   missing = tmp_path / "no_such_folder"
   proc = run_python(_args(tmp_path / "run", "train.dataset = @data.image_folder",
                           f"data.image_folder.path = '{missing}'"), timeout=120)
-  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert proc.returncode == 2, proc.stderr[-2000:]
   assert str(missing) in proc.stderr
   assert not (tmp_path / "run").exists()
 

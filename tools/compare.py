@@ -36,6 +36,7 @@ from absl import flags
 import gin
 
 # Defines --gin_file / --gin_bindings and registers the configurables (parse_gin checks configs).
+from regan_tf import cli
 from regan_tf import compare
 from regan_tf import train as train_main
 
@@ -195,4 +196,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  app.run(lambda argv: sys.exit(cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback)))

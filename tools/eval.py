@@ -31,6 +31,8 @@ from absl import logging
 
 import fid_stats  # noqa: F401  (same folder; defines the dataset / extractor / cache flags)
 
+from regan_tf import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", None, "Directory of the exported SavedModel (workdir/export).")
 flags.DEFINE_integer("num_samples", 5000, "Generated images to score.")
@@ -46,19 +48,16 @@ def main(argv) -> int:
     print(f"error: --export_dir={export_dir!r} is not a SavedModel directory (expected "
           "saved_model.pb inside; training writes it to <workdir>/export).", file=sys.stderr)
     return 2
-  try:
-    return _run(export_dir)
-  except (ValueError, FileNotFoundError, ConnectionError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  return _run(export_dir)
 
 
 def _run(export_dir: str) -> int:
-  from regan_tf import metrics  # pylint: disable=g-import-not-at-top  (loads TensorFlow)
+  from regan_tf import export as export_lib  # pylint: disable=g-import-not-at-top  (loads TensorFlow)
+  from regan_tf import metrics  # pylint: disable=g-import-not-at-top
   from regan_tf.compat import tf  # pylint: disable=g-import-not-at-top
 
   start = time.monotonic()
-  serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+  serve = export_lib.load_export(export_dir).signatures["serving_default"]
   z_spec = serve.structured_input_signature[1].get("z")
   if z_spec is None or z_spec.shape.rank != 2 or z_spec.shape[-1] is None:
     raise ValueError(f"{export_dir!r}: the serving_default signature has no input z [None, z_dim] "
@@ -96,4 +95,4 @@ def _run(export_dir: str) -> int:
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  app.run(lambda argv: sys.exit(cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback)))

@@ -24,7 +24,10 @@ from typing import Any, Optional, Tuple
 from absl import app
 from absl import flags
 
+from regan_tf import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
+flags.DEFINE_bool("traceback", False, "On an error, print the full traceback.")
 flags.DEFINE_enum("dataset", "digits", ["digits", "image_folder", "tfds"], "Real images to use.")
 flags.DEFINE_string("path", None, "Folder of images for --dataset=image_folder.")
 flags.DEFINE_string("tfds_name", "cifar10", "TFDS name for --dataset=tfds.")
@@ -94,4 +97,4 @@ def _run() -> int:
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  app.run(lambda argv: sys.exit(cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback)))

@@ -25,6 +25,7 @@ from absl import flags
 
 # regan_tf.train defines --gin_file and --gin_bindings (and registers the configurables);
 # this tool reuses them, and its parse_gin, so a gin file reads the same here as in training.
+from regan_tf import cli
 from regan_tf import train as train_main
 
 FLAGS = flags.FLAGS
@@ -204,4 +205,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  app.run(lambda argv: sys.exit(cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback)))

@@ -16,9 +16,11 @@ from absl import app
 from absl import flags
 
 # regan_tf.images needs only NumPy and Pillow; importing it does not load Keras.
+from regan_tf import cli
 from regan_tf import images as images_lib
 
 FLAGS = flags.FLAGS
+flags.DEFINE_bool("traceback", False, "On an error, print the full traceback.")
 flags.DEFINE_string("export_dir", None, "Directory of the exported SavedModel (workdir/export).")
 flags.DEFINE_string("out", "samples.png", "Path of the PNG grid to write.")
 flags.DEFINE_integer("num", 64, "Number of images.")
@@ -37,7 +39,8 @@ def main(argv):
     print(f"error: --num must be >= 1, got {FLAGS.num}.", file=sys.stderr)
     return 2
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  sampler = tf.saved_model.load(FLAGS.export_dir)
+  from regan_tf import export as export_lib  # pylint: disable=g-import-not-at-top
+  sampler = export_lib.load_export(FLAGS.export_dir)
   serve = sampler.signatures["serving_default"]
   z_dim = int(serve.structured_input_signature[1]["z"].shape[-1])
   z = tf.random.stateless_normal([FLAGS.num, z_dim], seed=[FLAGS.seed, 0])
@@ -53,4 +56,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  app.run(lambda argv: sys.exit(cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback)))

@@ -260,6 +260,7 @@ class ReganController:
     self._regrow_fn = tf.function(self._regrow_graph, autograph=False)
     self._apply_fn = tf.function(self.apply_masks, autograph=False)
     self._zeros_fn = tf.function(self._zero_counts_graph, autograph=False)
+    self._mask_zeros_fn = tf.function(self._mask_zero_count_graph, autograph=False)
     self._slot_fns: Dict[int, Any] = {}
     self._previous_masks: Optional[List[tf.Tensor]] = None
     self._current_mask_cycle: Optional[int] = None  # None: read from the variable next call
@@ -434,7 +435,10 @@ class ReganController:
     with self.strategy.scope():
       self._apply_fn()  # masks kept; weights re-zeroed in case they were not
     seconds = time.perf_counter() - start
-    masked = sum(self._num_pruned) if phase == Phase.SPARSE else 0
+    # Counted on the restored masks themselves: a resumed run whose sparsity
+    # setting changed still reports what its masks hold.
+    with self.strategy.scope():
+      masked = int(self._mask_zeros_fn().numpy()) if phase == Phase.SPARSE else 0
     if phase == Phase.SPARSE:
       what = f"masks of this phase kept ({masked:,} of {self.num_weights:,} weights masked)"
     else:
@@ -477,6 +481,9 @@ class ReganController:
       wrapper.pruning_step.assign(step)
     self.mask_cycle.assign(0)
     self.mask_step.assign(-1)
+
+  def _mask_zero_count_graph(self):
+    return tf.add_n([tf.math.count_nonzero(tf.equal(t.mask, 0), dtype=tf.int64) for t in self.tensors])
 
   def _zero_counts_graph(self):
     return tf.stack([tf.math.count_nonzero(tf.equal(w, 0), dtype=tf.int64)

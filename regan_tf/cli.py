@@ -1,0 +1,68 @@
+"""One error path for every command: a user-caused failure is one line and an exit status.
+
+Exit statuses (``regan_tf.train`` and the tools):
+
+- 0: done.
+- 1: training failed (non-finite values, a divergence stop), or a bug: the
+  traceback is printed.
+- 2: a bad configuration, input or environment (a typo, a missing file, an
+  unreachable dataset, a run directory in use, a full or read-only disk): one
+  line naming the fix; ``--traceback`` prints the trace too.
+- 128 + N: stopped by signal N after saving a checkpoint (130 for Ctrl-C,
+  143 for SIGTERM, 138 for SIGUSR1); rerun to resume.
+
+Library modules raise ordinary exceptions; only entry points use this module.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback as traceback_lib
+from typing import Callable
+
+from regan_tf import safety
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USER_ERROR", "run_reporting_errors", "user_errors"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
+
+
+def user_errors() -> tuple:
+  """The exception types a user causes and can fix: bad values, files, the network, the disk.
+
+  TensorFlow reports file and disk problems as its own OpErrors. Imported here,
+  not at module level, so that an entry point can report flag errors without
+  loading TensorFlow.
+  """
+  from regan_tf.compat import tf  # pylint: disable=g-import-not-at-top
+  return (ValueError, OSError, RuntimeError, safety.WorkdirLocked, tf.errors.NotFoundError,
+          tf.errors.PermissionDeniedError, tf.errors.DataLossError, tf.errors.ResourceExhaustedError,
+          tf.errors.FailedPreconditionError)
+
+
+def _report(error: BaseException, show_traceback: bool) -> None:
+  if show_traceback:
+    traceback_lib.print_exception(type(error), error, error.__traceback__)
+  message = str(error) or type(error).__name__
+  print(f"error: {message}", file=sys.stderr)
+  if not show_traceback:
+    print("(rerun with --traceback for the full trace)", file=sys.stderr)
+
+
+def run_reporting_errors(main: Callable[[], int], *, show_traceback: bool = False) -> int:
+  """Runs ``main()`` and turns its failures into the exit statuses above."""
+  try:
+    return main()
+  except Exception as e:  # pylint: disable=broad-except
+    if isinstance(e, safety.TrainingInterrupted):
+      return e.exit_status  # the trainer said what it saved, in one line
+    if isinstance(e, FloatingPointError):
+      _report(e, show_traceback)
+      return EXIT_FAILED
+    if isinstance(e, user_errors()):
+      _report(e, show_traceback)
+      return EXIT_USER_ERROR
+    raise
+  except KeyboardInterrupt:
+    print("error: interrupted; nothing saved since the last checkpoint.", file=sys.stderr)
+    return 130
