@@ -16,9 +16,11 @@ checkpoint holds the best FID it saw).
 
 from __future__ import annotations
 
+import json
+import logging as logging_lib
 import os
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -26,7 +28,8 @@ import numpy as np
 from regan_tf import images as images_lib
 from regan_tf.compat import keras, tf
 
-__all__ = ["CheckpointHook", "DivergenceHook", "EvaluationHook", "FiniteSaver", "Hook", "LogHook", "Metrics", "PhaseHook", "ProfileHook",
+__all__ = ["CheckpointHook", "DivergenceHook", "EvaluationHook", "FiniteSaver", "Hook", "LogHook", "Metrics",
+           "MetricsRecord", "RunLog", "PhaseHook", "ProfileHook",
            "SampleGridHook", "itstime"]
 
 Outputs = Mapping[str, tf.Tensor]
@@ -131,14 +134,18 @@ class LogHook(Hook):
       (batch x (n_critic + 1); a growing run's batch changes).
     last_checkpoint: called with no arguments; the newest checkpoint path,
       named when the NaN check stops the run.
+    record: called as ``record('log', step, scalars)`` on each log step
+      (:class:`MetricsRecord`), or None.
   """
 
   _REGULARIZATION = ("r1", "pl_penalty")
 
   def __init__(self, every: int, total: int, writer: tf.summary.SummaryWriter, metrics: Metrics, *,
                extra_scalars: Callable[[int], Dict[str, float]], images_per_step: Callable[[], int],
-               last_checkpoint: Callable[[], Optional[str]]):
+               last_checkpoint: Callable[[], Optional[str]],
+               record: Optional[Callable[[str, int, Mapping[str, float]], None]] = None):
     self._every, self._total, self._writer, self._metrics = every, total, writer, metrics
+    self._record = record
     self._extra, self._images_per_step, self._last_checkpoint = extra_scalars, images_per_step, last_checkpoint
     self._last_regularization: Dict[str, tf.Tensor] = {}
     self._last_time = self._start_time = None
@@ -172,6 +179,8 @@ class LogHook(Hook):
         tf.summary.scalar(summary_name(k), v)
     self._metrics.clear()
     self._metrics.update(metrics)
+    if self._record is not None:
+      self._record("log", step, metrics)
     logging.info(
         "step %d/%d (%.1f%%) | %.2f it/s | d_loss %.4f g_loss %.4f | D(real) %.3f D(fake) %.3f | ETA %s",
         step, self._total, 100.0 * step / max(self._total, 1), rate, metrics["d_loss"], metrics["g_loss"],
@@ -217,14 +226,17 @@ class EvaluationHook(Hook):
     best_fid: the checkpointed best FID so far.
     best_manager: the ``best/`` checkpoint manager (keeps one).
     saver: writes the best checkpoint (only of a finite state).
+    record: called as ``record('eval', step, scores)``, or None.
   """
 
   def __init__(self, evaluator: Any, every: int, total: int, sampler: Callable[[], keras.Model],
                writer: tf.summary.SummaryWriter, metrics: Metrics, *, best_fid: tf.Variable,
-               best_manager: tf.train.CheckpointManager, saver: FiniteSaver):
+               best_manager: tf.train.CheckpointManager, saver: FiniteSaver,
+               record: Optional[Callable[[str, int, Mapping[str, float]], None]] = None):
     self._evaluator, self._every, self._total, self._sampler = evaluator, every, total, sampler
     self._writer, self._metrics = writer, metrics
     self._best_fid, self._best_manager, self._saver = best_fid, best_manager, saver
+    self._record = record
 
   def after_step(self, step: int, outputs: Outputs) -> None:
     if itstime(step, self._every, self._total):
@@ -246,6 +258,8 @@ class EvaluationHook(Hook):
     if improved:
       self._best_fid.assign(scores[fid_name])
       self._saver.save(self._best_manager, step)
+    if self._record is not None:
+      self._record("eval", step, {**scores, "best_" + fid_name: float(self._best_fid.numpy())})
     return scores
 
 
@@ -358,3 +372,58 @@ def run_hooks(hooks: Sequence[Hook], method: str, *args: Any) -> None:
   """Calls ``method`` on every hook, in order."""
   for hook in hooks:
     getattr(hook, method)(*args)
+
+
+class MetricsRecord:
+  """``metrics.jsonl`` in the run directory: one JSON object per log step and per evaluation.
+
+  Each line has ``kind`` (``log`` or ``eval``), ``step``, ``time`` (Unix
+  seconds) and the scalars of that moment (losses, learning rates, Re-GAN's
+  phase and sparsity, images/s, FLOPs; or the evaluation's scores). Lines are
+  appended and flushed, so the file survives any stop and grows across resumes.
+  """
+
+  def __init__(self, path: str):
+    self.path = path
+
+  def __call__(self, kind: str, step: int, values: Mapping[str, float]) -> None:
+    row = {"kind": kind, "step": int(step), "time": round(time.time(), 3)}
+    row.update({k: (float(v) if np.isfinite(v) else str(v)) for k, v in values.items()})
+    with open(self.path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+
+
+class RunLog(logging_lib.Handler):
+  """Copies the run's log lines to ``log.txt`` in the run directory, appended across resumes.
+
+  Attach it when the run starts; lines logged before the run directory exists
+  are held and written when :meth:`open` is called with the path.
+  """
+
+  def __init__(self):
+    super().__init__(level=logging_lib.INFO)
+    self.setFormatter(logging_lib.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    self._pending: List[str] = []
+    self._file = None
+
+  def emit(self, record: logging_lib.LogRecord) -> None:
+    line = self.format(record)
+    if self._file is None:
+      self._pending.append(line)
+    else:
+      self._file.write(line + "\n")
+      self._file.flush()
+
+  def open(self, path: str) -> None:
+    """Starts writing to ``path`` (appending), beginning with the held lines."""
+    self._file = open(path, "a")
+    for line in self._pending:
+      self._file.write(line + "\n")
+    self._pending.clear()
+    self._file.flush()
+
+  def close(self) -> None:
+    if self._file is not None:
+      self._file.close()
+      self._file = None
+    super().close()

@@ -272,6 +272,12 @@ def run(spec: RunSpec, parts: Components, *, workdir: str, config_text: ConfigTe
   lock = safety.WorkdirLock(workdir)
   if os.path.isdir(workdir):
     lock.acquire()  # a second process on a live run stops here, before any work
+  run_log = hooks_lib.RunLog()  # log.txt: held until the run directory exists
+  absl_logger = logging.get_absl_logger()
+  previous_level = absl_logger.level
+  if previous_level > logging.converter.STANDARD_INFO or previous_level == 0:
+    absl_logger.setLevel(logging.converter.STANDARD_INFO)  # progress lines, also when called from Python
+  absl_logger.addHandler(run_log)
   try:
     configure_cpu_devices(spec.runtime.cpu_devices)
     strategy = make_strategy(spec.runtime.strategy)
@@ -295,16 +301,19 @@ def run(spec: RunSpec, parts: Components, *, workdir: str, config_text: ConfigTe
                  images.channels, steps_per_epoch, train_steps)
     with _compute_policy("mixed_float16" if spec.runtime.mixed_precision else None):
       return _train_models(spec, parts, strategy, full_images, images, steps_per_epoch, train_steps,
-                           use_jit=use_jit, workdir=workdir, lock=lock, config_text=config_text,
+                           use_jit=use_jit, workdir=workdir, lock=lock, run_log=run_log, config_text=config_text,
                            allow_config_change=allow_config_change)
   finally:
+    absl_logger.removeHandler(run_log)
+    absl_logger.setLevel(previous_level)
+    run_log.close()
     lock.release()
 
 
 def _train_models(spec: RunSpec, parts: Components, strategy: tf.distribute.Strategy,
                   full_images: data_lib.ImageData, images: data_lib.ImageData, steps_per_epoch: float,
                   train_steps: int, *, use_jit: bool, workdir: str, lock: safety.WorkdirLock,
-                  config_text: ConfigText, allow_config_change: bool) -> TrainResult:
+                  run_log: hooks_lib.RunLog, config_text: ConfigText, allow_config_change: bool) -> TrainResult:
   """Models, restore, loop and export of :func:`run`, under the compute policy."""
   # ------------------------------------------------------------- models ---
   opt = spec.optimization
@@ -324,9 +333,14 @@ def _train_models(spec: RunSpec, parts: Components, strategy: tf.distribute.Stra
   os.makedirs(workdir, exist_ok=True)
   if not lock.held:
     lock.acquire()
+  run_log.open(os.path.join(workdir, "log.txt"))
   safety.remove_stale_temporaries(workdir)
   state = _restore(workdir, models, keep=spec.cadence.keep_checkpoints)
   start_step = int(state.step_var.numpy())
+  if start_step:
+    logging.info("Resuming the run in %s at step %d of %d.", workdir, start_step, train_steps)
+  else:
+    logging.info("New run in %s (%d steps).", workdir, train_steps)
   text = config_text() if callable(config_text) else (config_text or "")
   _check_config_change(workdir, text, start_step, allow=allow_config_change)
   _write_flops_json(workdir, spec, models, run_flops, train_steps)
@@ -722,6 +736,7 @@ def _make_hooks(spec: RunSpec, models: _Models, state: _RunState, saver: hooks_l
                 train_steps: int) -> List[hooks_lib.Hook]:
   """The periodic work, in the order it runs around each step."""
   cadence, opt = spec.cadence, spec.optimization
+  record = hooks_lib.MetricsRecord(os.path.join(workdir, "metrics.jsonl"))
   hooks: List[hooks_lib.Hook] = []
   if models.controller is not None:
     hooks.append(hooks_lib.PhaseHook(models.controller, models.g_optimizer, writer))
@@ -744,7 +759,7 @@ def _make_hooks(spec: RunSpec, models: _Models, state: _RunState, saver: hooks_l
   hooks.append(hooks_lib.LogHook(
       cadence.log_every, train_steps, writer, metrics, extra_scalars=extra_scalars,
       images_per_step=lambda: cursor.batch_size * (opt.n_critic + 1),
-      last_checkpoint=lambda: state.manager.latest_checkpoint))
+      last_checkpoint=lambda: state.manager.latest_checkpoint, record=record))
   if cadence.divergence_guard != "off":
     generator_variables = models.generator.trainable_variables
     hooks.append(hooks_lib.DivergenceHook(
@@ -756,7 +771,7 @@ def _make_hooks(spec: RunSpec, models: _Models, state: _RunState, saver: hooks_l
   if evaluator is not None:
     hooks.append(hooks_lib.EvaluationHook(evaluator, cadence.eval_every, train_steps, lambda: cursor.sampler,
                                           writer, metrics, best_fid=state.best_fid,
-                                          best_manager=state.best_manager, saver=saver))
+                                          best_manager=state.best_manager, saver=saver, record=record))
   hooks.append(hooks_lib.CheckpointHook(cadence.checkpoint_every, train_steps, state.manager, saver))
   return hooks
 
@@ -797,6 +812,9 @@ def _export(spec: RunSpec, models: _Models, state: _RunState, cursor, images: da
                   image_size=images.image_size, channels=images.channels, dataset=images.name, loss=opt.loss,
                   method="regan" if controller is not None else "dense", ema=models.ema is not None,
                   diffaugment=",".join(spec.data.diffaugment), apa=models.apa is not None)
+  if state.best_manager.latest_checkpoint:
+    metadata["best_fid"] = float(state.best_fid.numpy())
+    metadata["best_fid_step"] = int(state.best_manager.latest_checkpoint.rsplit("-", 1)[-1])
   if growing is not None:
     export_key, export_alpha = growing.key_at(max(metadata["step"] - 1, 0))
     metadata["growth"] = dict(stage=export_key.stage, resolution=growing.progan.resolution(export_key.stage),
