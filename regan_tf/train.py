@@ -1,6 +1,7 @@
 r"""Trains a GAN (dense or Re-GAN) from gin files.
 
-    python -m regan_tf.train --gin_file=gin/regan_digits.gin --workdir=runs/digits
+    python -m regan_tf.train --gin_file=gin/regan_digits.gin          # into runs/regan_digits
+    python -m regan_tf.train --gin_file=regan_digits --workdir=runs/digits   # a packaged config by name
     python -m regan_tf.train --gin_file=gin/sngan_cifar.gin \
         --gin_bindings="train.train_steps = 1000" --workdir=runs/cifar
 
@@ -18,10 +19,11 @@ line naming the fix, reported before anything is written where it can be;
 from __future__ import annotations
 
 import difflib
+import glob
 import os
 import re
 import sys
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -29,12 +31,14 @@ from absl import logging
 import gin
 
 from regan_tf import cli
-from regan_tf import configurables
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("gin_file", [], "Gin file(s) to parse, in order; later files override earlier.")
+flags.DEFINE_multi_string("gin_file", [], "Gin file(s) to parse, in order; later files override earlier. A path, "
+                          "or the name of a packaged config (regan_digits or regan_digits.gin; see --list_configs).")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. 'train.train_steps = 100'.")
-flags.DEFINE_string("workdir", None, "Run directory (checkpoints, TensorBoard, samples, export).")
+flags.DEFINE_string("workdir", None, "Run directory (checkpoints, TensorBoard, samples, export); default "
+                    "runs/<name of the last --gin_file> under the current directory.")
+flags.DEFINE_bool("list_configs", False, "List the packaged gin configs with their first header line, and exit.")
 flags.DEFINE_bool("traceback", False, "On a configuration or input error, print the full traceback.")
 flags.DEFINE_bool("allow_config_change", False,
                   "Resume a run even though its configuration changed (the change is logged and kept in "
@@ -45,18 +49,67 @@ class ConfigError(Exception):
   """A gin file or binding that cannot be applied."""
 
 
+def config_dir() -> str:
+  """The folder of the gin configs shipped with regan_tf (``regan_tf.configs`` or the checkout's ``gin/``)."""
+  try:
+    import importlib.resources as resources  # pylint: disable=g-import-not-at-top
+    packaged = str(resources.files("regan_tf.configs"))
+    if os.path.isdir(packaged):
+      return packaged
+  except (ModuleNotFoundError, TypeError):
+    pass
+  return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
+
+
+def list_configs() -> List[Tuple[str, str]]:
+  """``(name, first header line)`` of every packaged gin config, sorted."""
+  out = []
+  for path in sorted(glob.glob(os.path.join(config_dir(), "*.gin"))):
+    with open(path) as f:
+      first = f.readline().lstrip("#").strip()
+    out.append((os.path.basename(path), first))
+  return out
+
+
+def resolve_gin_file(name: str) -> str:
+  """A ``--gin_file`` as a path: the path itself if it exists, else the packaged config of that name.
+
+  Raises:
+    ConfigError: neither exists; the message names close packaged configs.
+  """
+  if os.path.exists(name):
+    return name
+  base = os.path.basename(name)
+  for candidate in (base, base + ".gin"):
+    path = os.path.join(config_dir(), candidate)
+    if os.path.isfile(path):
+      return path
+  names = [n for n, _ in list_configs()]
+  close = difflib.get_close_matches(base if base.endswith(".gin") else base + ".gin", names, n=3)
+  hint = f" Did you mean {' or '.join(close)}?" if close else ""
+  raise ConfigError(f"--gin_file {name!r} does not exist (looked from {os.getcwd()} and among the packaged "
+                    f"configs in {config_dir()}).{hint} --list_configs lists them.")
+
+
+def default_workdir(gin_files: Sequence[str]) -> str:
+  """``runs/<stem of the last gin file>`` under the current directory."""
+  stem = os.path.splitext(os.path.basename(gin_files[-1]))[0] if gin_files else "run"
+  return os.path.join("runs", stem)
+
+
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
   """Parses gin files and bindings, turning gin's errors into ConfigError.
 
   Each file's directory is added to gin's search path, so ``include`` lines
-  resolve relative to the including file.
+  resolve relative to the including file. Registers regan_tf's configurables
+  first (this imports TensorFlow).
   """
-  for path in gin_files:
-    if not os.path.exists(path):
-      raise ConfigError(f"--gin_file {path!r} does not exist (looked from {os.getcwd()}).")
+  from regan_tf import configurables  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  paths = [resolve_gin_file(path) for path in gin_files]
+  for path in paths:
     gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
   try:
-    gin.parse_config_files_and_bindings(list(gin_files), list(bindings), finalize_config=True)
+    gin.parse_config_files_and_bindings(paths, list(bindings), finalize_config=True)
   except (ValueError, KeyError, TypeError, SyntaxError, OSError, ImportError) as e:
     raise ConfigError(f"{e}\n{_suggestion(str(e))}") from e
 
@@ -105,19 +158,31 @@ def _parameters(fn) -> List[str]:
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS.workdir:
-    print("error: --workdir is required (the run directory; rerun with the same one to resume).",
-          file=sys.stderr)
+  if FLAGS.list_configs:
+    for name, first in list_configs():
+      print(f"{name:<40} {first}")
+    return 0
+  # Everything that depends only on the flags is checked before TensorFlow loads.
+  if not FLAGS.gin_file:
+    print("error: --gin_file is required: a gin file, or a packaged config such as regan_digits "
+          "(--list_configs lists them).", file=sys.stderr)
     return 2
   try:
-    parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
+    gin_files = [resolve_gin_file(path) for path in FLAGS.gin_file]
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  workdir = FLAGS.workdir or default_workdir(FLAGS.gin_file)
+  try:
+    parse_gin(gin_files, FLAGS.gin_bindings)
   except ConfigError as e:
     print(f"error: invalid gin configuration: {e}", file=sys.stderr)
     return 2
   logging.info("Gin configuration:\n%s", gin.config_str())
 
   def train_run() -> int:
-    result = configurables.train(workdir=FLAGS.workdir, config_text=gin.operative_config_str,
+    from regan_tf import configurables  # pylint: disable=g-import-not-at-top
+    result = configurables.train(workdir=workdir, config_text=gin.operative_config_str,
                                  allow_config_change=FLAGS.allow_config_change)
     logging.info("Done at step %d; export: %s", result.step, result.export_dir)
     return 0

@@ -1,0 +1,48 @@
+"""The package as users install and call it: packaged configs, the default workdir, fast flag errors."""
+
+import configparser
+import os
+import time
+
+from conftest import REPO, run_python
+from regan_tf import train as train_main
+
+
+def test_setup_cfg_lists_every_package():
+  config = configparser.ConfigParser()
+  config.read(os.path.join(REPO, "setup.cfg"))
+  listed = set(config["options"]["packages"].split())
+  on_disk = {"regan_tf"} | {
+      "regan_tf." + os.path.relpath(root, os.path.join(REPO, "regan_tf")).replace(os.sep, ".")
+      for root, _, files in os.walk(os.path.join(REPO, "regan_tf")) if "__init__.py" in files
+      and root != os.path.join(REPO, "regan_tf")}
+  assert listed == on_disk | {"regan_tf.configs"}
+
+
+def test_packaged_configs_resolve_by_name():
+  names = [name for name, _ in train_main.list_configs()]
+  assert "regan_digits.gin" in names and "sngan_cifar.gin" in names
+  path = train_main.resolve_gin_file("regan_digits")
+  assert os.path.samefile(path, os.path.join(REPO, "gin", "regan_digits.gin"))
+  assert train_main.resolve_gin_file("sngan_cifar.gin").endswith("sngan_cifar.gin")
+  assert train_main.default_workdir(["gin/a.gin", "x/sngan_cifar.gin"]) == os.path.join("runs", "sngan_cifar")
+
+
+def test_flag_errors_come_before_tensorflow_loads(tmp_path):
+  code = ("import atexit, sys\n"
+          "atexit.register(lambda: print('TF_LOADED' if 'tensorflow' in sys.modules else 'TF_NOT_LOADED'))\n"
+          "sys.argv = ['regan-train', '--gin_file=regan_digitz']\n"
+          "from regan_tf import train\n"
+          "train.run()\n")
+  start = time.time()
+  proc = run_python(["-c", code], cwd=str(tmp_path), timeout=60)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "Did you mean regan_digits.gin" in proc.stderr and "TF_NOT_LOADED" in proc.stdout
+  assert time.time() - start < 30  # generous for a loaded machine; TensorFlow alone takes ~10 s here
+
+
+def test_list_configs_prints_names_and_headers(tmp_path):
+  proc = run_python(["-m", "regan_tf.train", "--list_configs"], cwd=str(tmp_path), timeout=60)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  line = next(l for l in proc.stdout.splitlines() if l.startswith("regan_digits.gin"))
+  assert "main job" in line
