@@ -406,9 +406,12 @@ def _how_to_get(name: str, data_dir: Optional[str]) -> str:
   where = (f"data_dir={data_dir!r}" if data_dir
            else "the default TFDS data_dir (~/tensorflow_datasets)")
   return (f"To get it: run once with download=True on a machine with internet (it is written to "
-          f"{where}), or point data_dir at a folder that already holds the prepared TFDS dataset "
-          f"'{name}', or use the image_folder source with a folder of images instead "
-          f"(load_image_folder).")
+          f"{where}); or point data_dir at a folder that already holds the prepared TFDS dataset "
+          f"'{name}' (command line: --gin_bindings=\"data.tfds.data_dir = '/path/to/tensorflow_datasets'\"); "
+          "or train from a folder of images (load_image_folder; command line: "
+          "--gin_bindings=\"train.dataset = @data.image_folder\" "
+          "--gin_bindings=\"data.image_folder.path = '/path/to/images'\" "
+          "--gin_bindings=\"train.subset_rule = 'stratified'\", as a class-sorted folder's first 10% is one class).")
 
 
 def _check_download_hosts(builder, name: str, data_dir: Optional[str]) -> None:
@@ -451,7 +454,7 @@ def _tfds_builder(name: str, data_dir: Optional[str]):
 
 
 def load_tfds(name: str = "cifar10", *, split: str = "train", data_dir: Optional[str] = None,
-              download: bool = False, image_size: Optional[int] = None,
+              download: bool = True, image_size: Optional[int] = None,
               channels: Optional[int] = None, image_key: str = "image",
               label_key: Optional[str] = "label") -> ImageData:
   """Loads a TFDS image dataset split into memory.
@@ -465,7 +468,8 @@ def load_tfds(name: str = "cifar10", *, split: str = "train", data_dir: Optional
     name: TFDS name, optionally with config/version ("cifar10", "mnist:3.*.*").
     split: TFDS split string ("train", "test", "train[:10%]", ...).
     data_dir: TFDS data folder; None for TFDS's default.
-    download: download and prepare the dataset if it is missing.
+    download: download and prepare the dataset if it is missing (default;
+      offline it fails within seconds, naming the offline routes).
     image_size: output side; None keeps the native size (which must then be
       square and the same for all images). Otherwise the short side is scaled
       to image_size and the center is cropped, as in load_image_folder.
@@ -503,17 +507,19 @@ def load_tfds(name: str = "cifar10", *, split: str = "train", data_dir: Optional
     raise ValueError(f"label_key={label_key!r} is not a feature of TFDS dataset '{name}'; its "
                      f"features are {feature_keys}. Pass label_key=None for unlabeled data.")
 
-  if download and not builder.is_prepared():
-    _check_download_hosts(builder, name, data_dir)
-    builder.download_and_prepare()
+  # Read first, download only if that fails as "not prepared" (also what tfds.testing.mock_data serves).
   try:
     dataset = builder.as_dataset(split=split, shuffle_files=False)
   except AssertionError as e:  # how tfds reports "not prepared"
     if builder.is_prepared():
       raise
-    raise FileNotFoundError(
-        f"TFDS dataset '{name}' is not prepared in {builder.data_dir!r} and download=False. "
-        + _how_to_get(name, data_dir)) from e
+    if not download:
+      raise FileNotFoundError(
+          f"TFDS dataset '{name}' is not prepared in {builder.data_dir!r} and download=False. "
+          + _how_to_get(name, data_dir)) from e
+    _check_download_hosts(builder, name, data_dir)
+    builder.download_and_prepare()
+    dataset = builder.as_dataset(split=split, shuffle_files=False)
 
   def _prepare(example):
     image = example[image_key]
