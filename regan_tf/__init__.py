@@ -17,6 +17,8 @@ if "tensorflow" in _sys.modules and _os.environ.get("TF_USE_LEGACY_KERAS") != "1
       "import regan_tf first (or export TF_USE_LEGACY_KERAS=1) so that tf.keras "
       "is Keras 2.", RuntimeWarning, stacklevel=2)
 _os.environ["TF_USE_LEGACY_KERAS"] = "1"
+# Whether the user chose TensorFlow's C++ log level (the CLI quiets it further unless so).
+TF_LOG_LEVEL_FROM_USER = "TF_CPP_MIN_LOG_LEVEL" in _os.environ
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 # TensorFlow enables its oneDNN CPU kernels only on some x86 CPUs; on this
 # project's AMD EPYC machines they were off by default, and turning them on made

@@ -393,6 +393,18 @@ class MetricsRecord:
       f.write(json.dumps(row) + "\n")
 
 
+_LIBRARY_PATHS = (f"{os.sep}tensorflow{os.sep}", f"{os.sep}tf_keras{os.sep}", f"{os.sep}tensorflow_datasets{os.sep}")
+
+
+def drop_library_info(record: logging_lib.LogRecord) -> bool:
+  """A logging filter: False (drop) for INFO and DEBUG lines logged from inside TensorFlow's packages.
+
+  TensorFlow logs routine notices (checkpoint sharding timings, SavedModel
+  input names, fingerprints) through absl; warnings and errors still pass.
+  """
+  return record.levelno >= logging_lib.WARNING or not any(p in record.pathname for p in _LIBRARY_PATHS)
+
+
 class RunLog(logging_lib.Handler):
   """Copies the run's log lines to ``log.txt`` in the run directory, appended across resumes.
 
@@ -402,6 +414,7 @@ class RunLog(logging_lib.Handler):
 
   def __init__(self):
     super().__init__(level=logging_lib.INFO)
+    self.addFilter(drop_library_info)
     self.setFormatter(logging_lib.Formatter("%(asctime)s %(levelname)s %(message)s"))
     self._pending: List[str] = []
     self._file = None

@@ -38,6 +38,8 @@ flags.DEFINE_multi_string("gin_file", [], "Gin file(s) to parse, in order; later
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. 'train.train_steps = 100'.")
 flags.DEFINE_string("workdir", None, "Run directory (checkpoints, TensorBoard, samples, export); default "
                     "runs/<name of the last --gin_file> under the current directory.")
+flags.DEFINE_bool("verbose", False, "Show TensorFlow's own log lines and warnings, and the gin configuration, "
+                  "on the console (by default they are filtered; the configuration is in the run directory).")
 flags.DEFINE_bool("list_configs", False, "List the packaged gin configs with their first header line, and exit.")
 flags.DEFINE_bool("traceback", False, "On a configuration or input error, print the full traceback.")
 flags.DEFINE_bool("allow_config_change", False,
@@ -89,6 +91,43 @@ def resolve_gin_file(name: str) -> str:
   hint = f" Did you mean {' or '.join(close)}?" if close else ""
   raise ConfigError(f"--gin_file {name!r} does not exist (looked from {os.getcwd()} and among the packaged "
                     f"configs in {config_dir()}).{hint} --list_configs lists them.")
+
+
+def quiet_tensorflow() -> None:
+  """Loads TensorFlow with its known-benign console noise filtered.
+
+  TensorFlow's C++ libraries print notices while they load (oneDNN, CUDA
+  probing on a GPU-less machine), before any log-level setting applies, so
+  the process's stderr is pointed at /dev/null for the import alone; a failing
+  import still raises its Python exception afterwards. Later C++ lines below
+  FATAL, TensorFlow's Python-side INFO lines (checkpoint sharding timings,
+  SavedModel notices) and deprecation warnings of its internals are filtered
+  too. ``--verbose`` skips all of this.
+  """
+  import logging as python_logging  # pylint: disable=g-import-not-at-top
+  import warnings  # pylint: disable=g-import-not-at-top
+  import regan_tf  # pylint: disable=g-import-not-at-top
+  if not regan_tf.TF_LOG_LEVEL_FROM_USER:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+  warnings.filterwarnings("ignore", category=DeprecationWarning)
+  warnings.filterwarnings("ignore", category=FutureWarning)
+  sys.stderr.flush()
+  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    from regan_tf.compat import tf  # pylint: disable=g-import-not-at-top
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+  tf.get_logger().setLevel(python_logging.ERROR)
+  logging.get_absl_handler().addFilter(hooks_filter())
+
+
+def hooks_filter():
+  """A logging filter that drops TensorFlow's own INFO lines (TF logs some through absl)."""
+  from regan_tf import hooks  # pylint: disable=g-import-not-at-top
+  return hooks.drop_library_info
 
 
 def default_workdir(gin_files: Sequence[str]) -> str:
@@ -173,12 +212,15 @@ def main(argv: Sequence[str]) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   workdir = FLAGS.workdir or default_workdir(FLAGS.gin_file)
+  if not FLAGS.verbose:
+    quiet_tensorflow()
   try:
     parse_gin(gin_files, FLAGS.gin_bindings)
   except ConfigError as e:
     print(f"error: invalid gin configuration: {e}", file=sys.stderr)
     return 2
-  logging.info("Gin configuration:\n%s", gin.config_str())
+  if FLAGS.verbose:
+    logging.info("Gin configuration:\n%s", gin.config_str())
 
   def train_run() -> int:
     from regan_tf import configurables  # pylint: disable=g-import-not-at-top

@@ -133,7 +133,8 @@ class Evaluator:
       features.append(f)
       logits.append(l)
     result = self.score(tf.concat(features, 0), tf.concat(logits, 0))
-    logging.info("Evaluated %d samples with %s in %.1f s: %s", self.num_samples,
+    # DEBUG: the trainer's evaluation hook logs the scores (with the best so far) in its own line.
+    logging.debug("Evaluated %d samples with %s in %.1f s: %s", self.num_samples,
                  self.extractor.name, time.monotonic() - start,
                  ", ".join(f"{k} {v:.4g}" for k, v in result.items()))
     return result
