@@ -110,106 +110,6 @@ def test_formula_gives_the_papers_23_1m_at_1024():
 
 
 # ----------------------------------------------------------------------------
-# Layers
-# ----------------------------------------------------------------------------
-
-
-def test_equalized_dense_runtime_scale_against_numpy():
-  rng = np.random.default_rng(0)
-  layer = progan.EqualizedDense(6, gain=0.7)
-  x = rng.normal(size=(3, 10)).astype(np.float32)
-  layer(x)
-  layer.bias.assign(rng.normal(size=6).astype(np.float32))
-  w, b = layer.kernel.numpy(), layer.bias.numpy()
-  assert layer.weight_scale == pytest.approx(0.7 / np.sqrt(10))
-  np.testing.assert_allclose(layer(x).numpy(), x @ (w * 0.7 / np.sqrt(10)) + b, rtol=1e-5, atol=1e-6)
-  # Per-channel bias after the reshape, as the generator's first layer.
-  dense = progan.EqualizedDense(2 * 2 * 3, reshape=(2, 2, 3))
-  y = dense(x).numpy()
-  assert y.shape == (3, 2, 2, 3) and dense.bias.shape == (3,)
-  np.testing.assert_allclose(
-      y, (x @ (dense.kernel.numpy() * np.sqrt(2) / np.sqrt(10))).reshape(3, 2, 2, 3), rtol=1e-5,
-      atol=1e-6)
-
-
-def test_equalized_weights_are_unit_normal_with_zero_bias():
-  layer = progan.EqualizedConv2D(64, 3)
-  layer.build((None, 8, 8, 64))
-  w = layer.kernel.numpy()
-  assert abs(w.mean()) < 0.02 and abs(w.std() - 1.0) < 0.02  # 36,864 draws of N(0, 1)
-  np.testing.assert_array_equal(layer.bias.numpy(), 0.0)
-
-
-@pytest.mark.parametrize("kernel_size, gain", [(1, 1.0), (3, np.sqrt(2))])
-def test_equalized_conv_runtime_scale_against_numpy(kernel_size, gain):
-  rng = np.random.default_rng(1)
-  layer = progan.EqualizedConv2D(5, kernel_size, gain=gain)
-  x = rng.normal(size=(2, 6, 6, 4)).astype(np.float32)
-  layer(x)
-  fan_in = kernel_size * kernel_size * 4
-  assert layer.weight_scale == pytest.approx(gain / np.sqrt(fan_in))
-  # 'same' convolution written out in NumPy (cross-correlation, zero padding).
-  w = layer.kernel.numpy() * gain / np.sqrt(fan_in)
-  pad = kernel_size // 2
-  xp = np.pad(x, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
-  expected = np.zeros((2, 6, 6, 5), np.float32)
-  for i in range(kernel_size):
-    for j in range(kernel_size):
-      expected += np.einsum("bhwc,co->bhwo", xp[:, i:i + 6, j:j + 6, :], w[i, j])
-  np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-4, atol=1e-5)
-
-
-def test_equalized_layers_prunable_protocol_and_config_round_trip():
-  for layer, shape in ((progan.EqualizedDense(4, gain=1.0, name="d"), (None, 3)),
-                       (progan.EqualizedConv2D(4, 3, name="c"), (None, 5, 5, 2))):
-    layer.build(shape)
-    assert layer.get_prunable_weights() == [layer.kernel]
-    copy = type(layer).from_config(layer.get_config())
-    copy.build(shape)
-    copy.set_weights(layer.get_weights())
-    x = tf.random.normal([2, *shape[1:]])
-    np.testing.assert_array_equal(copy(x).numpy(), layer(x).numpy())
-    assert copy.weight_scale == layer.weight_scale
-
-
-def test_pixel_norm_unit_mean_square_against_numpy():
-  x = tf.random.normal([2, 3, 3, 7]) * 5.0
-  y = progan.PixelNorm()(x).numpy()
-  np.testing.assert_allclose(np.mean(y**2, axis=-1), 1.0, rtol=1e-5)
-  xn = x.numpy()
-  np.testing.assert_allclose(y, xn / np.sqrt(np.mean(xn**2, axis=-1, keepdims=True) + 1e-8),
-                             rtol=1e-5)
-
-
-def _np_minibatch_stddev(x: np.ndarray, group_size: int) -> np.ndarray:
-  b = x.shape[0]
-  g = min(group_size, b)
-  m = b // g
-  stat = np.zeros(b, np.float64)
-  for k in range(m):
-    members = x[k::m].astype(np.float64)  # group k holds examples k, k + m, k + 2m, ...
-    stat[k::m] = np.sqrt(members.var(axis=0) + 1e-8).mean()
-  extra = np.broadcast_to(stat[:, None, None, None], (*x.shape[:3], 1))
-  return np.concatenate([x, extra], axis=-1)
-
-
-@pytest.mark.parametrize("batch", [8, 2])
-def test_minibatch_stddev_against_numpy(batch):
-  x = tf.random.normal([batch, 4, 4, 3]) * tf.range(1.0, batch + 1.0)[:, None, None, None]
-  y = progan.MinibatchStdDev(4)(x).numpy()
-  assert y.shape == (batch, 4, 4, 4)
-  np.testing.assert_array_equal(y[..., :3], x.numpy())
-  np.testing.assert_allclose(y, _np_minibatch_stddev(x.numpy(), 4), rtol=1e-5)
-  if batch == 8:  # the two groups differ: examples 0, 2, 4, 6 vs 1, 3, 5, 7
-    assert y[0, 0, 0, 3] != y[1, 0, 0, 3] and y[0, 0, 0, 3] == y[2, 0, 0, 3]
-
-
-def test_minibatch_stddev_rejects_indivisible_batch():
-  with pytest.raises(ValueError, match="batch size 6 is not divisible"):
-    progan.MinibatchStdDev(4)(tf.zeros([6, 4, 4, 2]))
-
-
-# ----------------------------------------------------------------------------
 # Stages and fade-in
 # ----------------------------------------------------------------------------
 
@@ -484,7 +384,7 @@ def test_prune_generator_wraps_equalized_layers_and_masks_are_exact():
                    "b16_conv0/kernel", "b16_conv1/kernel"]
   wrapper = pruned.get_layer("regan_prune_wrapper_b8_conv1")
   assert isinstance(wrapper, ReganPruneWrapper)
-  assert isinstance(wrapper.layer, progan.EqualizedConv2D)
+  assert isinstance(wrapper.layer, gan_layers.EqualizedConv2D)
   assert not isinstance(pruned.get_layer("to_rgb_16"), pruning_wrapper.PruneLowMagnitude)
   np.testing.assert_array_equal(pruned(Z).numpy(), gan.generator(Z).numpy())
 
@@ -583,7 +483,7 @@ def test_final_stage_trains_with_the_library_trainer_under_regan(tmp_path):
       pruning=functools.partial(pruning.build_controller, sparsity=0.3, warmup=1, g=2,
                                 exclude=("to_rgb",)))
   assert result.step == 3 and np.isfinite(result.metrics["d_loss"])
-  assert result.metrics["flops/savings_percent"] > 0  # equalized layers count as Dense/Conv2D
+  assert result.metrics["flops/savings_percent"] > 0  # equalized layers count their own FLOPs
   meta = json.load(open(tmp_path / "export" / "regan_tf_export.json"))
   assert sorted(meta["sparsity"]["per_tensor"]) == sorted(
       f"{name}/kernel" for name in ("b4_dense", "b4_conv", "b8_conv0", "b8_conv1", "b16_conv0",
@@ -657,14 +557,10 @@ def test_rejects_bad_stage_and_layer_arguments():
   for stage in (3, -1, 1.0):
     with pytest.raises(ValueError, match="stages are 0"):
       p.generator(stage)
-  with pytest.raises(ValueError, match="kernel_size=2"):
-    progan.EqualizedConv2D(4, 2)
-  with pytest.raises(ValueError, match="reshape"):
-    progan.EqualizedDense(10, reshape=(2, 2, 3))
 
 
 def test_without_minibatch_stddev():
   p = _tiny(mbstd_group_size=0)
   d = p.discriminator(2, fade=False)
-  assert not any(isinstance(layer, progan.MinibatchStdDev) for layer in d.layers)
+  assert not any(isinstance(layer, gan_layers.MinibatchStdDev) for layer in d.layers)
   assert d(tf.zeros([3, 16, 16, 3])).shape == (3, 1)  # any batch size

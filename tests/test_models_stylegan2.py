@@ -9,7 +9,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wra
 
 from regan_tf import export
 from regan_tf.compat import keras, tf
-from regan_tf.models import GAN, stylegan2
+from regan_tf.models import GAN, layers, stylegan2
 from regan_tf.pruning import masks
 from regan_tf.pruning.controller import ReganController
 from regan_tf.pruning.schedule import ReganSchedule
@@ -281,7 +281,7 @@ def test_upsample_2d_matches_upfirdn():
 @pytest.mark.parametrize("kernel_size", [1, 3])
 def test_downsampling_conv_matches_blur_then_strided_conv(kernel_size):
   keras.utils.set_random_seed(9)
-  layer = stylegan2.EqualizedConv2D(4, kernel_size, down=True, activation="lrelu", gain=0.5)
+  layer = layers.EqualizedConv2D(4, kernel_size, down=True, activation="lrelu", output_gain=0.5)
   x = tf.random.stateless_normal([2, 8, 8, 3], seed=(5, 1))
   out = layer(x).numpy()
   p = 2 + (kernel_size - 1)
@@ -291,18 +291,6 @@ def test_downsampling_conv_matches_blur_then_strided_conv(kernel_size):
   y = sum(blurred[:, a:a + 8:2, b:b + 8:2] @ w[a, b] for a in range(k) for b in range(k))
   np.testing.assert_allclose(out, _lrelu(y + layer.bias.numpy()) * 0.5, rtol=1e-4, atol=1e-5)
   assert out.shape == (2, 4, 4, 4)
-
-
-def test_minibatch_stddev_matches_numpy():
-  x = tf.random.stateless_normal([8, 2, 3, 6], seed=(9, 9))
-  out = stylegan2.MinibatchStdDev(group_size=4, num_features=2)(x).numpy()
-  y = x.numpy().reshape(4, 2, 2, 3, 2, 3)  # [G, n, H, W, F, c]: example b = g * n + i
-  std = np.sqrt(((y - y.mean(0)) ** 2).mean(0) + 1e-8).mean(axis=(1, 2, 4))  # [n, F]
-  expected = np.tile(std[:, None, None, :], (4, 2, 3, 1))
-  np.testing.assert_allclose(out[..., :6], x.numpy())
-  np.testing.assert_allclose(out[..., 6:], expected, rtol=1e-5)
-  with pytest.raises(ValueError, match="divisible"):
-    stylegan2.MinibatchStdDev(group_size=4)(tf.zeros([6, 2, 2, 1]))
 
 
 # ------------------------------------------------------------------- noise
@@ -553,8 +541,10 @@ def test_clone_and_config_round_trip(tiny):
   d.set_weights(tiny.discriminator.get_weights())
   x = tf.random.stateless_normal([4, 16, 16, 3], seed=(3, 2))
   np.testing.assert_allclose(d(x).numpy(), tiny.discriminator(x).numpy(), rtol=1e-5, atol=1e-5)
-  # Registered under a package of our own.
-  assert keras.saving.get_registered_name(stylegan2.PixelNorm) == "regan_tf.stylegan2>PixelNorm"
+  # StyleGAN2's own layers under a package of their own; those shared with ProGAN under regan_tf.
+  name = keras.saving.get_registered_name(stylegan2.ModulatedConv2D)
+  assert name == "regan_tf.stylegan2>ModulatedConv2D"
+  assert keras.saving.get_registered_name(layers.PixelNorm) == "regan_tf>PixelNorm"
 
 
 def test_adversarial_gradients_compile_under_xla(tiny):

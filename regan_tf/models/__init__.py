@@ -15,7 +15,7 @@ modulated convolutions and mapping). Layers have unique, structured names
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from regan_tf.compat import keras
 
@@ -48,7 +48,14 @@ def check_positive_int(builder: str, arg: str, value: Any, fix: str) -> None:
     raise ValueError(f"{builder}: {arg}={value!r} must be a positive integer; {fix}")
 
 
-# The architecture modules import GAN and check_positive_int from this package,
+def check_choice(builder: str, arg: str, value: Any, allowed: Sequence[Any]) -> None:
+  """Raises ValueError unless ``value`` is one of ``allowed`` (the message lists them)."""
+  if value not in allowed:
+    raise ValueError(f"{builder}: {arg}={value!r} is not allowed; pass one of "
+                     f"{', '.join(repr(a) for a in allowed)}.")
+
+
+# The architecture modules import GAN and the checks from this package,
 # so they are imported after those are defined.
 from regan_tf.models import autogan  # noqa: E402
 from regan_tf.models import dcgan  # noqa: E402

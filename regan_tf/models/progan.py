@@ -139,14 +139,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from regan_tf.compat import keras, tf
 from regan_tf.models import GAN, check_positive_int
 from regan_tf.models import layers as gan_layers
+# The equalized layers, PixelNorm and minibatch stddev are shared with StyleGAN2.
+from regan_tf.models.layers import EqualizedConv2D, EqualizedDense, MinibatchStdDev, PixelNorm
 
 __all__ = [
-    "EqualizedConv2D",
-    "EqualizedDense",
     "FadeIn",
     "GrowthSchedule",
-    "MinibatchStdDev",
-    "PixelNorm",
     "ProGAN",
     "build",
     "build_progressive",
@@ -160,226 +158,12 @@ _SQRT2 = math.sqrt(2.0)
 _MIN_SIZE, _MAX_SIZE = 8, 1024
 _OUTPUT_ACTIVATIONS = ("tanh", "linear")
 _LRELU_SLOPE = 0.2
-_EPSILON = 1e-8  # PixelNorm and minibatch stddev, as the reference
 _PACKAGE = "regan_tf.progan"
 
 
-def _unit_normal() -> keras.initializers.Initializer:
-  return keras.initializers.RandomNormal(mean=0.0, stddev=1.0)
-
-
 # ----------------------------------------------------------------------------
-# Layers
+# Fade-in
 # ----------------------------------------------------------------------------
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class EqualizedDense(keras.layers.Dense):
-  """Dense layer with ProGAN's equalized learning rate.
-
-  The kernel [in, units] is drawn from N(0, 1) and multiplied in every call by
-  ``weight_scale = gain / sqrt(in)``; the bias starts at zero. The kernel
-  variable is read in ``call`` (nothing is cached), so a weight that Re-GAN or
-  TFMOT masks in place is zero in the next forward pass. Implements TFMOT's
-  ``PrunableLayer`` protocol: ``get_prunable_weights() -> [kernel]``. A
-  ``keras.layers.Dense`` subclass, so the library's FLOPs accounting counts it.
-
-  Args:
-    units: output width.
-    gain: He gain (sqrt(2) for layers followed by leaky ReLU, 1 for linear outputs).
-    use_bias: add a bias.
-    reshape: optional output shape without the batch, e.g. ``(4, 4, 512)``; its
-      product must equal ``units``. The output is reshaped to it and the bias
-      has one entry per *last* axis (per channel), as the reference's first
-      generator layer (dense to 4x4, then a per-channel bias).
-    **kwargs: ``keras.layers.Layer`` arguments (name, dtype).
-
-  Input: [B, in] (flatten first); output: [B, units] or [B, *reshape].
-  """
-
-  def __init__(self, units: int, *, gain: float = _SQRT2, use_bias: bool = True,
-               reshape: Optional[Sequence[int]] = None, **kwargs: Any):
-    check_positive_int("EqualizedDense", "units", units, "pass the output width, e.g. units=512.")
-    if reshape is not None:
-      reshape = tuple(reshape)
-      if not all(isinstance(d, int) and d > 0 for d in reshape) or math.prod(reshape) != units:
-        raise ValueError(f"EqualizedDense: reshape={reshape!r} must be positive integers whose "
-                         f"product is units={units}; e.g. units=4*4*512 with reshape=(4, 4, 512).")
-    if not gain > 0:
-      raise ValueError(f"EqualizedDense: gain={gain!r} must be > 0; pass sqrt(2) (hidden layers) "
-                       "or 1.0 (linear outputs).")
-    super().__init__(units, use_bias=use_bias, kernel_initializer=_unit_normal(),
-                     bias_initializer="zeros", **kwargs)
-    self.gain = float(gain)
-    self.reshape = reshape
-    self.weight_scale: Optional[float] = None
-
-  def build(self, input_shape: Any) -> None:
-    fan_in = tf.TensorShape(input_shape)[-1]
-    if fan_in is None:
-      raise ValueError(f"EqualizedDense {self.name!r}: the last input axis must be known, got "
-                       f"input shape {input_shape}.")
-    fan_in = int(fan_in)
-    self.kernel = self.add_weight("kernel", shape=[fan_in, self.units],
-                                  initializer=self.kernel_initializer, dtype=self.dtype,
-                                  trainable=True)
-    bias_shape = [self.reshape[-1] if self.reshape else self.units]
-    self.bias = (self.add_weight("bias", shape=bias_shape, initializer=self.bias_initializer,
-                                 dtype=self.dtype, trainable=True) if self.use_bias else None)
-    self.weight_scale = self.gain / math.sqrt(fan_in)
-    self.input_spec = keras.layers.InputSpec(ndim=2, axes={-1: fan_in})
-    self.built = True
-
-  def call(self, inputs: tf.Tensor) -> tf.Tensor:
-    # Read the variable now: pruning masks it in place between calls.
-    outputs = tf.matmul(inputs, self.kernel * self.weight_scale)
-    if self.reshape:
-      outputs = tf.reshape(outputs, [-1, *self.reshape])
-    if self.use_bias:
-      outputs = tf.nn.bias_add(outputs, self.bias)
-    return outputs
-
-  def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
-    batch = tf.TensorShape(input_shape)[0]
-    return tf.TensorShape([batch, *(self.reshape or (self.units,))])
-
-  def get_prunable_weights(self) -> List[tf.Variable]:
-    return [self.kernel]
-
-  def get_config(self) -> Dict[str, Any]:
-    # Layer's config, not Dense's: the initializers are fixed by the method.
-    return {**keras.layers.Layer.get_config(self), "units": self.units, "gain": self.gain,
-            "use_bias": self.use_bias, "reshape": None if self.reshape is None else list(self.reshape)}
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class EqualizedConv2D(keras.layers.Conv2D):
-  """Stride-1 'same' Conv2D with ProGAN's equalized learning rate.
-
-  Kernel [k, k, in, filters] ~ N(0, 1), multiplied in every call by
-  ``weight_scale = gain / sqrt(k * k * in)``; bias zero. As
-  :class:`EqualizedDense`, the kernel is read in ``call`` and
-  ``get_prunable_weights()`` returns it (TFMOT's ``PrunableLayer`` protocol).
-
-  Args:
-    filters: output channels.
-    kernel_size: odd int (1 or 3 in ProGAN).
-    gain: He gain (sqrt(2); 1 for to_rgb).
-    use_bias: add a bias.
-    **kwargs: ``keras.layers.Layer`` arguments (name, dtype).
-
-  Input: [B, H, W, in]; output: [B, H, W, filters].
-  """
-
-  def __init__(self, filters: int, kernel_size: int, *, gain: float = _SQRT2,
-               use_bias: bool = True, **kwargs: Any):
-    check_positive_int("EqualizedConv2D", "filters", filters, "pass the output channels.")
-    if isinstance(kernel_size, (tuple, list)) and len(set(kernel_size)) == 1:
-      kernel_size = kernel_size[0]
-    if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size % 2 != 1:
-      raise ValueError(f"EqualizedConv2D: kernel_size={kernel_size!r} must be an odd integer "
-                       "('same' padding is centred); ProGAN uses 3 and 1.")
-    if not gain > 0:
-      raise ValueError(f"EqualizedConv2D: gain={gain!r} must be > 0; pass sqrt(2) (hidden "
-                       "layers) or 1.0 (to_rgb).")
-    super().__init__(filters, kernel_size, strides=1, padding="same", use_bias=use_bias,
-                     kernel_initializer=_unit_normal(), bias_initializer="zeros", **kwargs)
-    self.gain = float(gain)
-    self.weight_scale: Optional[float] = None
-
-  def build(self, input_shape: Any) -> None:
-    super().build(input_shape)
-    kh, kw, cin, _ = self.kernel.shape
-    self.weight_scale = self.gain / math.sqrt(int(kh) * int(kw) * int(cin))
-
-  def call(self, inputs: tf.Tensor) -> tf.Tensor:
-    # Read the variable now: pruning masks it in place between calls.
-    outputs = self.convolution_op(inputs, self.kernel * self.weight_scale)
-    if self.use_bias:
-      outputs = tf.nn.bias_add(outputs, self.bias)
-    return outputs
-
-  def get_prunable_weights(self) -> List[tf.Variable]:
-    return [self.kernel]
-
-  def get_config(self) -> Dict[str, Any]:
-    return {**keras.layers.Layer.get_config(self), "filters": self.filters,
-            "kernel_size": self.kernel_size[0], "gain": self.gain, "use_bias": self.use_bias}
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class PixelNorm(keras.layers.Layer):
-  """Pixelwise feature normalization: ``x / sqrt(mean_c(x^2) + 1e-8)``.
-
-  Every pixel's feature vector gets unit mean square over the channels (the
-  last axis). Computed in float32 (squares overflow float16 quickly), returned
-  in the input dtype. Input: [..., C]; output: same shape.
-  """
-
-  def call(self, inputs: tf.Tensor) -> tf.Tensor:
-    x = tf.cast(inputs, tf.float32)
-    x = x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), axis=-1, keepdims=True) + _EPSILON)
-    return tf.cast(x, inputs.dtype)
-
-  def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
-    return tf.TensorShape(input_shape)
-
-  def get_config(self) -> Dict[str, Any]:
-    return super().get_config()
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class MinibatchStdDev(keras.layers.Layer):
-  """Appends the minibatch standard deviation as one feature map (Karras et al. Sec. 3).
-
-  The batch of B splits into M = B / G groups of G = min(group_size, B) examples,
-  example ``b`` in group ``b mod M`` (the reference's reshape to [G, M, ...]).
-  For each group: the standard deviation over its G examples of every feature
-  and pixel (``sqrt(var + 1e-8)``, population variance), averaged over
-  features and pixels to one number, which is appended as a constant feature
-  map to each of the group's examples. B must be divisible by G. Computed in
-  float32.
-
-  Args:
-    group_size: G, >= 2 (reference 4).
-
-  Input: [B, H, W, C]; output: [B, H, W, C + 1].
-  """
-
-  def __init__(self, group_size: int = 4, **kwargs: Any):
-    super().__init__(**kwargs)
-    if not isinstance(group_size, int) or isinstance(group_size, bool) or group_size < 2:
-      raise ValueError(f"MinibatchStdDev: group_size={group_size!r} must be an integer >= 2; "
-                       "pass group_size=4 (the reference).")
-    self.group_size = group_size
-    self.input_spec = keras.layers.InputSpec(ndim=4)
-
-  def call(self, inputs: tf.Tensor) -> tf.Tensor:
-    static_batch = inputs.shape[0]
-    if static_batch is not None:
-      group = min(self.group_size, static_batch)
-      if static_batch % group:
-        raise ValueError(f"MinibatchStdDev {self.name!r}: batch size {static_batch} is not "
-                         f"divisible by the group size min(group_size={self.group_size}, batch) = "
-                         f"{group}; use a per-replica batch that is a multiple of {group}.")
-    shape = tf.shape(inputs)
-    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    group = tf.minimum(self.group_size, batch)
-    y = tf.reshape(tf.cast(inputs, tf.float32), tf.stack([group, -1, height, width, channels]))
-    y = y - tf.reduce_mean(y, axis=0, keepdims=True)
-    y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=0) + _EPSILON)  # [M, H, W, C]
-    y = tf.reduce_mean(y, axis=[1, 2, 3])  # [M]
-    y = tf.tile(y, tf.expand_dims(group, 0))  # [B]: example b gets group b mod M
-    y = tf.broadcast_to(y[:, tf.newaxis, tf.newaxis, tf.newaxis],
-                        tf.stack([batch, height, width, 1]))
-    return tf.concat([inputs, tf.cast(y, inputs.dtype)], axis=-1)
-
-  def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
-    b, h, w, c = tf.TensorShape(input_shape).as_list()
-    return tf.TensorShape([b, h, w, None if c is None else c + 1])
-
-  def get_config(self) -> Dict[str, Any]:
-    return {**super().get_config(), "group_size": self.group_size}
 
 
 # Fade-in variables by key, so that a clone of a fading model (keras.models.clone_model,
@@ -606,11 +390,11 @@ class ProGAN(tf.Module):
     f4 = self._width(4)
     add(EqualizedDense(16 * f4, gain=_SQRT2 / 4, reshape=(4, 4, f4), name="b4_dense"),
         (None, self.z_dim))
-    add(EqualizedConv2D(f4, 3, name="b4_conv"), (None, 4, 4, f4))
+    add(EqualizedConv2D(f4, 3, gain=_SQRT2, name="b4_conv"), (None, 4, 4, f4))
     for r in self._resolutions()[1:]:
       cin, cout = self._width(r // 2), self._width(r)
-      add(EqualizedConv2D(cout, 3, name=f"b{r}_conv0"), (None, r, r, cin))
-      add(EqualizedConv2D(cout, 3, name=f"b{r}_conv1"), (None, r, r, cout))
+      add(EqualizedConv2D(cout, 3, gain=_SQRT2, name=f"b{r}_conv0"), (None, r, r, cin))
+      add(EqualizedConv2D(cout, 3, gain=_SQRT2, name=f"b{r}_conv1"), (None, r, r, cout))
     for r in self._resolutions():
       add(EqualizedConv2D(self.channels, 1, gain=1.0, name=f"to_rgb_{r}"),
           (None, r, r, self._width(r)))
@@ -624,15 +408,16 @@ class ProGAN(tf.Module):
       made[layer.name] = layer
 
     for r in self._resolutions():
-      add(EqualizedConv2D(self._width(r), 1, name=f"from_rgb_{r}"), (None, r, r, self.channels))
+      add(EqualizedConv2D(self._width(r), 1, gain=_SQRT2, name=f"from_rgb_{r}"),
+          (None, r, r, self.channels))
     for r in self._resolutions()[1:]:
       cin, cout = self._width(r), self._width(r // 2)
-      add(EqualizedConv2D(cin, 3, name=f"b{r}_conv0"), (None, r, r, cin))
-      add(EqualizedConv2D(cout, 3, name=f"b{r}_conv1"), (None, r, r, cin))
+      add(EqualizedConv2D(cin, 3, gain=_SQRT2, name=f"b{r}_conv0"), (None, r, r, cin))
+      add(EqualizedConv2D(cout, 3, gain=_SQRT2, name=f"b{r}_conv1"), (None, r, r, cin))
     f4 = self._width(4)
     extra = 1 if self.mbstd_group_size else 0
-    add(EqualizedConv2D(f4, 3, name="b4_conv"), (None, 4, 4, f4 + extra))
-    add(EqualizedDense(self.nf(0), name="b4_dense"), (None, 16 * f4))
+    add(EqualizedConv2D(f4, 3, gain=_SQRT2, name="b4_conv"), (None, 4, 4, f4 + extra))
+    add(EqualizedDense(self.nf(0), gain=_SQRT2, name="b4_dense"), (None, 16 * f4))
     add(EqualizedDense(1, gain=1.0, dtype="float32", name="logits"), (None, self.nf(0)))
     return made
 
