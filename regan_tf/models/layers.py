@@ -45,6 +45,7 @@ __all__ = [
     "SNConv2D",
     "SNDense",
     "activate",
+    "check_odd_kernel_size",
     "fir_blur_2d",
     "spectral_norm",
 ]
@@ -146,8 +147,20 @@ class _SpectralNormMixin:
       self.u.assign(u_next)
     return tf.cast(kernel32 / sigma, kernel.dtype)
 
-  def _sn_config(self) -> dict[str, Any]:
-    return {"power_iterations": self.power_iterations}
+  def build(self, input_shape: Any) -> None:
+    super().build(input_shape)
+    self._build_u(self.kernel.shape[-1])  # the output units of the Dense or Conv2D
+
+  def _bias_and_activation(self, outputs: tf.Tensor) -> tf.Tensor:
+    # The rest of Dense.call / Conv2D.call after the kernel product.
+    if self.use_bias:
+      outputs = tf.nn.bias_add(outputs, self.bias)
+    if self.activation is not None:
+      outputs = self.activation(outputs)
+    return outputs
+
+  def get_config(self) -> dict[str, Any]:
+    return {**super().get_config(), "power_iterations": self.power_iterations}
 
 
 @keras.saving.register_keras_serializable(package="regan_tf")
@@ -192,20 +205,9 @@ class SNConv2D(_SpectralNormMixin, keras.layers.Conv2D):
       raise ValueError(f"SNConv2D: data_format={self.data_format!r} is not supported; only "
                        "'channels_last' is. Pass data_format='channels_last'.")
 
-  def build(self, input_shape: Any) -> None:
-    super().build(input_shape)
-    self._build_u(self.filters)
-
   def call(self, inputs: tf.Tensor, training: Any = None) -> tf.Tensor:
-    outputs = self.convolution_op(inputs, self._normalized_kernel(training))
-    if self.use_bias:
-      outputs = tf.nn.bias_add(outputs, self.bias)
-    if self.activation is not None:
-      outputs = self.activation(outputs)
-    return outputs
-
-  def get_config(self) -> dict[str, Any]:
-    return {**super().get_config(), **self._sn_config()}
+    return self._bias_and_activation(
+        self.convolution_op(inputs, self._normalized_kernel(training)))
 
 
 @keras.saving.register_keras_serializable(package="regan_tf")
@@ -228,24 +230,13 @@ class SNDense(_SpectralNormMixin, keras.layers.Dense):
     super().__init__(*args, **kwargs)
     self._init_power_iterations(power_iterations)
 
-  def build(self, input_shape: Any) -> None:
-    super().build(input_shape)
-    self._build_u(self.units)
-
   def call(self, inputs: tf.Tensor, training: Any = None) -> tf.Tensor:
     kernel = self._normalized_kernel(training)
     if inputs.shape.rank == 2:
       outputs = tf.matmul(inputs, kernel)
     else:
       outputs = tf.tensordot(inputs, kernel, axes=[[-1], [0]])
-    if self.use_bias:
-      outputs = tf.nn.bias_add(outputs, self.bias)
-    if self.activation is not None:
-      outputs = self.activation(outputs)
-    return outputs
-
-  def get_config(self) -> dict[str, Any]:
-    return {**super().get_config(), **self._sn_config()}
+    return self._bias_and_activation(outputs)
 
 
 @keras.saving.register_keras_serializable(package="regan_tf")
@@ -390,6 +381,17 @@ class PrunableLayerMixin:
   def get_prunable_weights(self) -> List[tf.Variable]:
     names = self._connections + (self._other_trainable if self.prune_all else ())
     return [getattr(self, n) for n in names if getattr(self, n, None) is not None]
+
+
+def check_odd_kernel_size(owner: str, kernel_size: Any) -> int:
+  """``kernel_size`` (an int, or equal ints) as an odd int >= 1; 'same' padding must be centred."""
+  if isinstance(kernel_size, (tuple, list)) and len(set(kernel_size)) == 1:
+    kernel_size = kernel_size[0]
+  if (not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size < 1
+      or kernel_size % 2 != 1):
+    raise ValueError(f"{owner}: kernel_size={kernel_size!r} must be an odd integer ('same' "
+                     "padding is centred); ProGAN and StyleGAN2 use 3 and 1.")
+  return kernel_size
 
 
 def _check_gain(owner: str, arg: str, value: Any, fix: str) -> float:
@@ -647,11 +649,7 @@ class EqualizedConv2D(PrunableLayerMixin, keras.layers.Layer):
     super().__init__(**kwargs)
     owner = type(self).__name__
     check_positive_int(owner, "filters", filters, "pass the output channels.")
-    if isinstance(kernel_size, (tuple, list)) and len(set(kernel_size)) == 1:
-      kernel_size = kernel_size[0]
-    if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size % 2 != 1:
-      raise ValueError(f"{owner}: kernel_size={kernel_size!r} must be an odd integer ('same' "
-                       "padding is centred); ProGAN and StyleGAN2 use 3 and 1.")
+    kernel_size = check_odd_kernel_size(owner, kernel_size)
     self.gain = _check_gain(owner, "gain", gain, "pass sqrt(2) (ProGAN's hidden layers) or 1.0.")
     self.output_gain = _check_gain(owner, "output_gain", output_gain,
                                    "pass 1.0, or sqrt(0.5) for a residual branch.")

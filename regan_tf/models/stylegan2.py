@@ -178,10 +178,11 @@ import math
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 from regan_tf.compat import keras, tf
-from regan_tf.models import GAN, check_choice, check_positive_int
+from regan_tf.models import GAN, check_builder_args, check_choice, check_positive_int
 # Shared with ProGAN (one implementation of the Karras et al. layers).
 from regan_tf.models.layers import (FIR_TAPS, EqualizedConv2D, EqualizedDense, MinibatchStdDev,
-                                    PixelNorm, PrunableLayerMixin, activate, fir_blur_2d)
+                                    PixelNorm, PrunableLayerMixin, activate,
+                                    check_odd_kernel_size, fir_blur_2d)
 
 __all__ = [
     "BroadcastLatent",
@@ -210,7 +211,7 @@ _PACKAGE = "regan_tf.stylegan2"
 _DEMOD_EPS = 1e-8
 _NOISE_MODES = ("auto", "random", "const", "none")
 _D_ARCHITECTURES = ("resnet", "orig")
-_MIN_SIZE, _MAX_SIZE = 8, 1024
+IMAGE_SIZES = tuple(2**k for k in range(3, 11))  # 8 .. 1024
 
 
 def _register(cls):
@@ -446,10 +447,7 @@ class ModulatedConv2D(PrunableLayerMixin, keras.layers.Layer):
     super().__init__(**kwargs)
     owner = type(self).__name__
     _check_int(owner, "filters", filters, 1)
-    _check_int(owner, "kernel_size", kernel_size, 1)
-    if kernel_size % 2 != 1:
-      raise ValueError(f"{owner}: kernel_size={kernel_size} must be odd (3 in StyleGAN2) so "
-                       "that 'same' padding is symmetric.")
+    kernel_size = check_odd_kernel_size(owner, kernel_size)
     check_choice(owner, "noise", noise, _NOISE_MODES)
     _check_int(owner, "noise_salt", noise_salt, 0)
     self.filters = filters
@@ -798,15 +796,9 @@ def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 512, w_dim: i
   Raises:
     ValueError: an argument is out of range; the message says what is allowed.
   """
-  sizes = [2**k for k in range(3, 11)]
-  if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in sizes:
-    raise ValueError(f"stylegan2.build: image_size={image_size!r} is not supported; allowed: "
-                     f"powers of two from {_MIN_SIZE} to {_MAX_SIZE} ({', '.join(map(str, sizes))}"
-                     "). Resize the data (32 for CIFAR-10, 256 for the few-shot sets).")
-  check_positive_int("stylegan2.build", "channels", channels,
-                     "pass 3 for RGB or 1 for grayscale.")
-  check_positive_int("stylegan2.build", "z_dim", z_dim, "pass z_dim=512 (the references).")
-  check_positive_int("stylegan2.build", "w_dim", w_dim, "pass w_dim=512 (the references).")
+  check_builder_args(build, locals(), image_sizes=IMAGE_SIZES,
+                     resize_fix="Resize the data (32 for CIFAR-10, 256 for the few-shot sets).",
+                     positive=("w_dim",))
   if mapping_layers is None:
     mapping_layers = 2 if image_size <= 32 else 8
   check_positive_int("stylegan2.build", "mapping_layers", mapping_layers,
