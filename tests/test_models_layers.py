@@ -1,8 +1,5 @@
 """Tests for regan_tf.models.layers: upsampling, spectral norm, sum pooling, Karras et al. layers."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -10,6 +7,8 @@ import pytest
 
 from regan_tf.compat import keras, tf
 from regan_tf.models import layers
+
+from conftest import run_two_replica_script
 
 
 @pytest.fixture
@@ -238,14 +237,9 @@ def test_global_sum_pooling():
 # Logical CPU devices must be configured before TensorFlow initializes its
 # runtime, which this pytest process has already done, so this runs in a child.
 _MIRRORED_CHECK = textwrap.dedent("""
-    import numpy as np
-    from regan_tf.compat import keras, tf
     from regan_tf.models import layers
 
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_replica_strategy()
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():
       model = keras.Sequential([keras.Input((6, 6, 3)), layers.SNConv2D(4, 3, name="conv"),
@@ -279,9 +273,7 @@ _MIRRORED_CHECK = textwrap.dedent("""
 
 
 def test_sn_layers_under_mirrored_strategy_on_two_cpu_devices():
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-  result = subprocess.run([sys.executable, "-c", _MIRRORED_CHECK], capture_output=True,
-                          text=True, timeout=300, env=env)
+  result = run_two_replica_script(_MIRRORED_CHECK, timeout=300)
   assert result.returncode == 0 and "MIRRORED_OK" in result.stdout, result.stderr[-3000:]
 
 
