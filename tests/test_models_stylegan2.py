@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from regan_tf import export
@@ -15,7 +14,7 @@ from regan_tf.pruning.controller import ReganController
 from regan_tf.pruning.schedule import ReganSchedule
 from regan_tf.pruning.wrapper import ReganPruneWrapper, prune_generator, pruned_tensors, strip
 
-from conftest import run_python
+from conftest import load_export_in_fresh_process
 
 Z_DIM = 16
 # 16x16; channels 16 at 4x4 and 8x8, 8 at 16x16; 2 mapping layers (S <= 32).
@@ -113,18 +112,12 @@ def test_tiny_parameter_counts_match_formula(tiny, architecture):
 # ------------------------------------------------------------ shapes, names
 
 
-def test_shapes_dtypes_and_range(tiny):
+def test_training_output_is_linear_not_clamped(tiny):
+  # Shapes, dtypes and the [-1, 1] range at inference: test_models_contract.py.
   z = tf.random.stateless_normal([4, Z_DIM], seed=(1, 2))
   train = tiny.generator(z, training=True)
-  assert train.shape == (4, 16, 16, 3) and train.dtype == tf.float32
   assert np.all(np.isfinite(train.numpy()))
   assert 0.1 < float(tf.math.reduce_std(train)) < 5.0  # linear output, not clamped in training
-  sample = tiny.generator(z, training=False)
-  assert sample.dtype == tf.float32
-  assert sample.numpy().min() >= -1.0 and sample.numpy().max() <= 1.0
-  logits = tiny.discriminator(train, training=True)
-  assert logits.shape == (4, 1) and logits.dtype == tf.float32
-  assert np.all(np.isfinite(logits.numpy()))
 
 
 def test_inference_output_is_the_training_output_clipped():
@@ -353,17 +346,6 @@ def test_prune_generator_wraps_the_connections(tiny):
   assert {"synthesis/b8_torgb/kernel", "synthesis/b8_torgb_affine/kernel"} <= all_names
 
 
-def test_whole_generator_prunable_by_tfmot(tiny):
-  pruned = tfmot.sparsity.keras.prune_low_magnitude(tiny.generator)
-  synthesis = pruned.get_layer("synthesis")
-  inner = {type(layer.layer) for layer in synthesis.layers
-           if isinstance(layer, pruning_wrapper.PruneLowMagnitude)}
-  assert {stylegan2.ModulatedConv2D, stylegan2.ToRGB, stylegan2.StyleAffine,
-          stylegan2.ConstantInput, stylegan2.UpsampleFIR} <= inner
-  images = pruned(tf.random.stateless_normal([2, Z_DIM], seed=(1, 5)), training=False)
-  assert images.shape == (2, 16, 16, 3) and images.dtype == tf.float32
-
-
 def test_prune_all_weights_exposes_every_trainable_generator_weight():
   gan = stylegan2.build(**TINY, prune_all_weights=True)
   pruned = prune_generator(gan.generator, exclude=("torgb",))
@@ -511,53 +493,28 @@ def test_strip_exports_a_savedmodel_that_samples_in_a_fresh_process(tmp_path):
   np.testing.assert_allclose(expected, pruned(z, training=False).numpy(), atol=1e-6)
   path = str(tmp_path / "export")
   export.export_generator(plain, path, z_dim=Z_DIM)
-  np.save(tmp_path / "z.npy", z)
-  np.save(tmp_path / "expected.npy", expected)
-  code = f"""
-import sys, numpy as np, tensorflow as tf
-m = tf.saved_model.load({path!r})
-z = np.load({str(tmp_path / 'z.npy')!r})
-images = m.signatures['serving_default'](z=tf.constant(z))['images'].numpy()
-np.testing.assert_allclose(images, np.load({str(tmp_path / 'expected.npy')!r}), atol=1e-5)
-assert images.shape == (3, 16, 16, 3) and images.min() >= -1 and images.max() <= 1
-bad = [n for n in ('tf_keras', 'tensorflow_model_optimization', 'regan_tf') if n in sys.modules]
-print('LOADED_WITHOUT', bad)
-"""
-  fresh = run_python(["-c", code], timeout=120, env={"TF_USE_LEGACY_KERAS": "0"})
-  assert fresh.returncode == 0, fresh.stderr[-3000:]
-  assert "LOADED_WITHOUT []" in fresh.stdout
+  loaded = load_export_in_fresh_process(path, z)
+  np.testing.assert_allclose(loaded.images, expected, atol=1e-5)
+  assert loaded.images.shape == (3, 16, 16, 3)
+  assert loaded.images.min() >= -1 and loaded.images.max() <= 1
+  assert loaded.imported == []  # neither tf_keras, TFMOT nor regan_tf
 
 
 # ------------------------------------------------------- cloning, XLA, mixing
 
 
-def test_clone_and_config_round_trip(tiny):
+def test_clone_model_and_registered_names(tiny):
+  # keras.models.clone_model is how Re-GAN and the EMA copy the generator (the
+  # config round trip of G and D: test_models_contract.py).
   clone = keras.models.clone_model(tiny.generator)
   clone.set_weights(tiny.generator.get_weights())
   z = tf.random.stateless_normal([2, Z_DIM], seed=(2, 2))
   np.testing.assert_allclose(clone(z, training=False).numpy(),
                              tiny.generator(z, training=False).numpy(), atol=1e-6)
-  d = keras.Model.from_config(tiny.discriminator.get_config())
-  d.set_weights(tiny.discriminator.get_weights())
-  x = tf.random.stateless_normal([4, 16, 16, 3], seed=(3, 2))
-  np.testing.assert_allclose(d(x).numpy(), tiny.discriminator(x).numpy(), rtol=1e-5, atol=1e-5)
   # StyleGAN2's own layers under a package of their own; those shared with ProGAN under regan_tf.
   name = keras.saving.get_registered_name(stylegan2.ModulatedConv2D)
   assert name == "regan_tf.stylegan2>ModulatedConv2D"
   assert keras.saving.get_registered_name(layers.PixelNorm) == "regan_tf>PixelNorm"
-
-
-def test_adversarial_gradients_compile_under_xla(tiny):
-  g, d = tiny.generator, tiny.discriminator
-
-  @tf.function(jit_compile=True)
-  def grads(z):
-    with tf.GradientTape() as tape:
-      loss = tf.reduce_mean(tf.nn.softplus(-d(g(z, training=True), training=True)))
-    return tape.gradient(loss, g.trainable_variables + d.trainable_variables)
-
-  out = grads(tf.random.normal([4, Z_DIM]))
-  assert all(x is not None and np.all(np.isfinite(x.numpy())) for x in out)
 
 
 @pytest.mark.slow
@@ -612,17 +569,9 @@ def test_mixed_precision():
   assert np.all(np.isfinite(images.numpy())) and np.all(np.isfinite(logits.numpy()))
 
 
-def test_registered_in_the_model_registry():
-  from regan_tf import models
-  assert "stylegan2" in models.names()
-
-
 @pytest.mark.parametrize("kwargs, match", [
     (dict(image_size=48), "image_size=48"),
-    (dict(image_size=32.0), "image_size=32.0"),
     (dict(image_size=4), "image_size=4"),
-    (dict(channels=0), "channels=0"),
-    (dict(z_dim=0), "z_dim=0"),
     (dict(mapping_layers=0), "mapping_layers=0"),
     (dict(mapping_lr_multiplier=0.0), "mapping_lr_multiplier=0.0"),
     (dict(channel_base=8), "channel_base=8"),
