@@ -10,7 +10,7 @@ may name, under short, stable names:
     models.dcgan, models.sngan regan_tf.models.<arch>.build
     models.autogan             regan_tf.models.autogan.build
     models.progan              regan_tf.models.progan.build (ProGAN; grows with train.growth)
-    growth                     regan_tf.models.progan.growth_schedule (train.growth = @growth)
+    growth                     regan_tf.progressive.growth_schedule (train.growth = @growth)
     models.stylegan2           regan_tf.models.stylegan2.build (config E; set train.z_dim = 512)
     regan                      regan_tf.pruning.build_controller (Re-GAN; train.pruning = @regan)
     evaluation                 regan_tf.metrics.build_evaluator (FID/IS/KID; train.evaluation = @evaluation)
@@ -30,6 +30,7 @@ from regan_tf import data
 from regan_tf import ema
 from regan_tf import metrics
 from regan_tf import models
+from regan_tf import progressive
 from regan_tf import pruning
 from regan_tf import trainer
 
@@ -45,7 +46,7 @@ gin.external_configurable(models.progan.build, name="progan", module="models")
 gin.external_configurable(models.autogan.build, name="autogan", module="models")
 # ProGAN's growth schedule (train.growth = @growth): the trainer supplies the data size,
 # n_critic and its batch size; gin sets the stage lengths, fades and batches.
-gin.external_configurable(models.progan.growth_schedule, name="growth",
+gin.external_configurable(progressive.growth_schedule, name="growth",
                           denylist=["num_examples", "n_critic", "batch_size"])
 gin.external_configurable(models.stylegan2.build, name="stylegan2", module="models")
 

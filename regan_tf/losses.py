@@ -218,7 +218,7 @@ def path_length_penalty(synthesis: keras.Model, ws: tf.Tensor, pl_mean: tf.Tenso
   every k = 4 G steps, by k; it stores the returned mean.
 
   Args:
-    synthesis: ws -> images (from :func:`mapping_and_synthesis`).
+    synthesis: ws -> images (``regan_tf.models.stylegan2.mapping_and_synthesis``).
     ws: [B, num_ws, w_dim] latents (the references use half the batch).
     pl_mean: float32 [], the running mean a (0 at the start).
     seed: int32 [2], the stateless seed of y.

@@ -25,14 +25,16 @@ phase then holds at their masked initial values until they are used.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict, List, Optional, Tuple
+import math
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from absl import logging
 
 from regan_tf.compat import keras, tf
+from regan_tf.models import check_positive_int
 from regan_tf.models import progan as progan_lib
 
-__all__ = ["FixedCursor", "GrowingRun", "GrowthCursor", "SegmentKey", "Span"]
+__all__ = ["FixedCursor", "GrowingRun", "GrowthCursor", "GrowthSchedule", "SegmentKey", "Span", "growth_schedule"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +48,254 @@ class SegmentKey:
     return f"stage {self.stage} ({r}x{r}{', fading in' if self.fade else ''})"
 
 
+# ----------------------------------------------------------------------------
+# Growth schedule: when a run changes stage, and how far a fade-in has gone
+# ----------------------------------------------------------------------------
+
+
+def _int_tuple(where: str, arg: str, value: Any, num_stages: Optional[int], fix: str,
+               minimum: int) -> Tuple[int, ...]:
+  if isinstance(value, int) and not isinstance(value, bool) and num_stages is not None:
+    value = (value,) * num_stages
+  if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+    raise ValueError(f"{where}: {arg}={value!r} must be a sequence of integers, one per stage; "
+                     f"{fix}")
+  out = tuple(value)
+  for v in out:
+    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+      raise ValueError(f"{where}: {arg}={value!r} must hold integers >= {minimum}, one per stage; "
+                       f"{fix}")
+  return out
+
+
+def _per_stage_fade(fade: Any, num_stages: int, number: Union[type, Tuple[type, ...]]) -> Any:
+  """One fade length (of type ``number``) -> ``(0, f, f, ...)``, as stage 0 never fades; else unchanged."""
+  if isinstance(fade, number) and not isinstance(fade, bool):
+    return (0,) + (fade,) * (num_stages - 1)
+  return fade
+
+
+@dataclasses.dataclass(frozen=True)
+class GrowthSchedule:
+  """When a progressive run changes stage and how far each fade-in has gone.
+
+  Counted in the trainer's steps (one step = ``n_critic`` D steps + one G
+  step). Stage ``s`` lasts ``stage_steps[s]`` steps; a stage ``s >= 1`` starts
+  with a fade-in of ``fade_steps[s]`` steps during which alpha rises linearly
+  from 0 (the previous resolution's network) to 1 (the new one), then trains
+  the plain network. Stage 0 (4x4) has nothing to fade from. After the last
+  stage's length the run stays in the last stage at alpha 1, so the final
+  stage's length may be that of the whole remaining run.
+
+  The reference (``TrainingSchedule``, counted in real images shown to D): a
+  stage of ``lod_training_kimg`` stable images, then each new resolution fades
+  in over ``lod_transition_kimg`` and trains ``lod_training_kimg`` more (600k
+  each by default, 800k for CelebA-HQ / LSUN); minibatch 128 up to 16x16, then
+  64, 32, 16, 8 (the v2 single-GPU preset). Use :meth:`from_images`. The Re-GAN
+  port trains CIFAR-10 for epochs ``(2, 2, 2, 8)`` at 4, 8, 16, 32 with batches
+  ``(128, 128, 128, 64)`` and fades over each whole stage (its alpha starts at
+  1/epochs, as it counts epochs from 1, and reaches 1 at the start of the
+  last epoch); :meth:`from_epochs` with ``fade_epochs=(0, 2, 2, 8)`` is the
+  nearest linear schedule.
+
+  Attributes:
+    stage_steps: steps of each stage, fade-in included, >= 1 each.
+    fade_steps: fade-in steps at the start of each stage; ``fade_steps[0]``
+      must be 0 and ``fade_steps[s] <= stage_steps[s]``.
+    batch_sizes: global batch size of each stage (the reference shrinks it at
+      high resolution).
+  """
+  stage_steps: Tuple[int, ...]
+  fade_steps: Tuple[int, ...]
+  batch_sizes: Tuple[int, ...]
+
+  def __post_init__(self):
+    where = "GrowthSchedule"
+    stage_steps = _int_tuple(where, "stage_steps", self.stage_steps, None,
+                             "e.g. stage_steps=(1000, 2000, 2000, 4000) for 4x4 .. 32x32.", 1)
+    n = len(stage_steps)
+    if n < 1:
+      raise ValueError(f"{where}: stage_steps is empty; give one length per stage (4x4, 8x8, ...).")
+    fade_steps = _int_tuple(where, "fade_steps", self.fade_steps, None,
+                            "pass 0 for stage 0 and the fade-in length of each later stage.", 0)
+    batch_sizes = _int_tuple(where, "batch_sizes", self.batch_sizes, n,
+                             "e.g. batch_sizes=(128, 128, 128, 64), or one int for all stages.", 1)
+    for arg, values in (("fade_steps", fade_steps), ("batch_sizes", batch_sizes)):
+      if len(values) != n:
+        raise ValueError(f"{where}: {arg} has {len(values)} entries but stage_steps has {n}; "
+                         "give one per stage.")
+    if fade_steps[0] != 0:
+      raise ValueError(f"{where}: fade_steps[0]={fade_steps[0]} must be 0: stage 0 (4x4) has no "
+                       "lower resolution to fade from.")
+    for s, (fade, length) in enumerate(zip(fade_steps, stage_steps)):
+      if fade > length:
+        raise ValueError(f"{where}: fade_steps[{s}]={fade} exceeds stage_steps[{s}]={length}; a "
+                         "fade-in happens within its stage. Lengthen the stage or shorten the fade.")
+    object.__setattr__(self, "stage_steps", stage_steps)
+    object.__setattr__(self, "fade_steps", fade_steps)
+    object.__setattr__(self, "batch_sizes", batch_sizes)
+
+  @classmethod
+  def from_images(cls, *, stage_images: Sequence[int], fade_images: Union[int, Sequence[int]],
+                  batch_sizes: Union[int, Sequence[int]], n_critic: int = 1) -> "GrowthSchedule":
+    """A schedule from numbers of real images shown to D, as the reference counts.
+
+    A step of stage ``s`` shows D ``batch_sizes[s] * n_critic`` reals; lengths
+    are rounded up to whole steps.
+
+    Args:
+      stage_images: images per stage, fade-in included.
+      fade_images: fade-in images per stage (stage 0: 0), or one number for
+        every stage >= 1.
+      batch_sizes: global batch per stage, or one for all.
+      n_critic: D steps per trainer step.
+    """
+    where = "GrowthSchedule.from_images"
+    check_positive_int(where, "n_critic", n_critic, "pass the trainer's n_critic (ProGAN: 1).")
+    stage_images = _int_tuple(where, "stage_images", stage_images, None,
+                              "e.g. (600_000, 1_200_000, 1_200_000, 1_200_000).", 1)
+    n = len(stage_images)
+    fade_images = _per_stage_fade(fade_images, n, int)
+    fade_images = _int_tuple(where, "fade_images", fade_images, n, "e.g. 600_000.", 0)
+    batch_sizes = _int_tuple(where, "batch_sizes", batch_sizes, n, "e.g. (128, 128, 128, 64).", 1)
+    if len(batch_sizes) != n:
+      raise ValueError(f"{where}: batch_sizes has {len(batch_sizes)} entries but stage_images has "
+                       f"{n}; give one per stage.")
+
+    def steps(images: int, batch: int) -> int:
+      return -(-images // (batch * n_critic))
+
+    return cls(stage_steps=tuple(steps(i, b) for i, b in zip(stage_images, batch_sizes)),
+               fade_steps=tuple(steps(i, b) for i, b in zip(fade_images, batch_sizes)),
+               batch_sizes=batch_sizes)
+
+  @classmethod
+  def from_epochs(cls, *, stage_epochs: Sequence[float],
+                  fade_epochs: Union[float, Sequence[float]],
+                  batch_sizes: Union[int, Sequence[int]], num_examples: int,
+                  n_critic: int = 1) -> "GrowthSchedule":
+    """A schedule in epochs of ``num_examples`` images (the Re-GAN port's unit).
+
+    One epoch shows D every example once, i.e. ``num_examples`` images.
+    """
+    where = "GrowthSchedule.from_epochs"
+    check_positive_int(where, "num_examples", num_examples, "pass the training set's size.")
+    if isinstance(stage_epochs, (str, bytes)) or not isinstance(stage_epochs, Sequence):
+      raise ValueError(f"{where}: stage_epochs={stage_epochs!r} must be a sequence of epochs, one "
+                       "per stage; e.g. stage_epochs=(2, 2, 2, 8).")
+    n = len(stage_epochs)
+    fade_epochs = _per_stage_fade(fade_epochs, n, (int, float))
+    for arg, values in (("stage_epochs", stage_epochs), ("fade_epochs", fade_epochs)):
+      if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in values):
+        raise ValueError(f"{where}: {arg}={values!r} must hold non-negative numbers of epochs, "
+                         "one per stage; e.g. stage_epochs=(2, 2, 2, 8).")
+    return cls.from_images(stage_images=[int(math.ceil(e * num_examples)) for e in stage_epochs],
+                           fade_images=[int(math.ceil(e * num_examples)) for e in fade_epochs],
+                           batch_sizes=batch_sizes, n_critic=n_critic)
+
+  @property
+  def num_stages(self) -> int:
+    return len(self.stage_steps)
+
+  @property
+  def total_steps(self) -> int:
+    """Sum of the stage lengths (the run may go on in the last stage)."""
+    return sum(self.stage_steps)
+
+  def stage_start(self, stage: int) -> int:
+    """The first step of ``stage``."""
+    if not isinstance(stage, int) or isinstance(stage, bool) or not 0 <= stage < self.num_stages:
+      raise ValueError(f"stage={stage!r} must be in 0 .. {self.num_stages - 1}.")
+    return sum(self.stage_steps[:stage])
+
+  def stage_and_alpha(self, step: int) -> Tuple[int, float]:
+    """``(stage, alpha)`` for trainer step ``step`` (0-based), a pure function of it.
+
+    Within a stage's fade-in, alpha = (step - stage_start) / fade_steps, so
+    its first step trains at alpha 0 and the step after the fade at alpha 1.
+    """
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+      raise ValueError(f"GrowthSchedule.stage_and_alpha: step={step!r} must be an integer >= 0.")
+    start = 0
+    for stage, length in enumerate(self.stage_steps):
+      if step < start + length or stage == self.num_stages - 1:
+        into, fade = step - start, self.fade_steps[stage]
+        return stage, (1.0 if into >= fade else into / fade)
+      start += length
+    raise AssertionError("unreachable")
+
+  def batch_size(self, stage: int) -> int:
+    """Global batch size of ``stage``."""
+    self.stage_start(stage)  # validates
+    return self.batch_sizes[stage]
+
+  def get_config(self) -> Dict[str, Any]:
+    """The schedule as plain lists (for logs and ``from_config``), with resolutions."""
+    return {"stage_steps": list(self.stage_steps), "fade_steps": list(self.fade_steps),
+            "batch_sizes": list(self.batch_sizes),
+            "resolutions": [4 * 2**s for s in range(self.num_stages)]}
+
+  @classmethod
+  def from_config(cls, config: Dict[str, Any]) -> "GrowthSchedule":
+    config = {k: v for k, v in config.items() if k != "resolutions"}
+    return cls(**config)
+
+
+def growth_schedule(*, num_examples: int, n_critic: int, batch_size: int,
+                    stage_steps: Optional[Sequence[int]] = None,
+                    fade_steps: Union[int, Sequence[int], None] = None,
+                    stage_epochs: Optional[Sequence[float]] = None,
+                    fade_epochs: Union[float, Sequence[float], None] = None,
+                    batch_sizes: Union[int, Sequence[int], None] = None) -> GrowthSchedule:
+  """The :class:`GrowthSchedule` of a run, in trainer steps or in epochs (gin's ``growth``).
+
+  The trainer passes ``num_examples`` (training images), ``n_critic`` and its
+  ``batch_size``; a configuration gives the lengths, either ``stage_steps``
+  and ``fade_steps`` or ``stage_epochs`` and ``fade_epochs``. A single fade
+  number applies to every stage after the first (stage 0 never fades).
+
+  Args:
+    num_examples, n_critic, batch_size: from the trainer.
+    stage_steps, fade_steps: per-stage lengths in trainer steps.
+    stage_epochs, fade_epochs: per-stage lengths in epochs of ``num_examples``
+      images shown to D (the Re-GAN ProGAN port's unit).
+    batch_sizes: the global batch of each stage (one int: all stages); None:
+      ``batch_size`` for every stage.
+
+  Raises:
+    ValueError: both or neither of the two unit pairs, or bad lengths.
+  """
+  where = "growth"
+  by_steps = stage_steps is not None or fade_steps is not None
+  by_epochs = stage_epochs is not None or fade_epochs is not None
+  if by_steps == by_epochs:
+    raise ValueError(f"{where}: give stage_steps and fade_steps, or stage_epochs and fade_epochs "
+                     "(exactly one pair); e.g. growth.stage_steps = (2000, 4000, 4000, 10000) and "
+                     "growth.fade_steps = 2000.")
+  lengths = stage_steps if by_steps else stage_epochs
+  if lengths is None or isinstance(lengths, (str, bytes)) or not isinstance(lengths, Sequence):
+    unit = "steps" if by_steps else "epochs"
+    raise ValueError(f"{where}: stage_{unit}={lengths!r} must be a sequence with one length per "
+                     f"stage (4x4, 8x8, ...); set growth.stage_{unit}.")
+  n = len(lengths)
+  if batch_sizes is None:
+    batch_sizes = batch_size
+  if by_epochs:
+    return GrowthSchedule.from_epochs(stage_epochs=stage_epochs,
+                                      fade_epochs=0 if fade_epochs is None else fade_epochs,
+                                      batch_sizes=batch_sizes, num_examples=num_examples,
+                                      n_critic=n_critic)
+  fade_steps = _per_stage_fade(0 if fade_steps is None else fade_steps, n, int)
+  return GrowthSchedule(stage_steps=tuple(stage_steps), fade_steps=fade_steps,
+                        batch_sizes=batch_sizes)
+
+
 class GrowingRun:
   """Per-step models, batches and reals of a growing ProGAN run.
 
   Args:
     progan: the :class:`regan_tf.models.progan.ProGAN` (``GAN.progressive``).
-    schedule: the run's :class:`regan_tf.models.progan.GrowthSchedule`.
+    schedule: the run's :class:`GrowthSchedule`.
     replicas: replicas in sync (every stage's batch must split evenly).
 
   Raises:
@@ -60,7 +304,7 @@ class GrowingRun:
       groups; the message names the fix.
   """
 
-  def __init__(self, progan: progan_lib.ProGAN, schedule: progan_lib.GrowthSchedule, *,
+  def __init__(self, progan: progan_lib.ProGAN, schedule: GrowthSchedule, *,
                replicas: int):
     progan.validate_schedule(schedule)
     for s, batch in enumerate(schedule.batch_sizes):

@@ -1,17 +1,25 @@
-"""Shared test helpers: paths, a subprocess runner for the entry points."""
+"""Shared test helpers: paths, fresh-process runners (entry points, two replicas, exports),
+tiny training settings."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import subprocess
 import sys
-from typing import Dict, Optional, Sequence
+import tempfile
+import textwrap
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
 
 import pytest
 
 import regan_tf  # noqa: F401  (Keras 2 before TensorFlow, as in the library)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS)
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
 
 
@@ -23,6 +31,112 @@ def run_python(args: Sequence[str], *, env: Optional[Dict[str, str]] = None, tim
   full_env.setdefault("CUDA_VISIBLE_DEVICES", "")
   return subprocess.run([sys.executable, *args], cwd=cwd, env=full_env, capture_output=True,
                         text=True, timeout=timeout, check=False)
+
+
+# ------------------------------------------------------------ two replicas ---
+
+# The trainer's keywords for two replicas on the two logical CPUs of
+# run_two_replica_script (its cpu_devices=2 then finds them already made).
+TWO_REPLICAS = dict(cpu_devices=2, strategy="mirrored")
+
+_TWO_REPLICA_PRELUDE = f"""
+import functools, sys
+sys.path.insert(0, {TESTS!r})
+import numpy as np
+from absl import logging
+from regan_tf.compat import keras, tf
+from regan_tf import data, ema, models, progressive, pruning, trainer
+from conftest import TWO_REPLICAS, tiny_train_settings
+# Logical devices can only be made before TensorFlow initializes: hence a fresh process.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+logging.set_verbosity("info")  # the tests read the strategy's and the trainer's log lines
+
+
+def two_replica_strategy():
+  # ReductionToOneDevice: the default NCCL all-reduce needs GPUs.
+  return tf.distribute.MirroredStrategy(
+      ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
+"""
+
+
+def run_two_replica_script(body: str, *, timeout: float = 300) -> subprocess.CompletedProcess:
+  """Runs ``body`` in a fresh Python whose TensorFlow has two logical CPU devices.
+
+  The script starts with numpy as np, ``keras``, ``tf``, ``functools``, regan_tf's
+  ``data``, ``ema``, ``models``, ``progressive``, ``pruning``, ``trainer``, this
+  module's :data:`TWO_REPLICAS` and :func:`tiny_train_settings`, a function
+  ``two_replica_strategy()`` (a MirroredStrategy over both devices), and absl
+  logging at INFO. ``body`` is dedented. Returns the completed process.
+  """
+  return run_python(["-c", _TWO_REPLICA_PRELUDE + textwrap.dedent(body)], timeout=timeout)
+
+
+# ----------------------------------------------------------------- exports ---
+
+
+@dataclasses.dataclass
+class LoadedExport:
+  """What a fresh process saw in an exported generator (see :func:`load_export_in_fresh_process`)."""
+  images: np.ndarray  # the serving signature's images for the given z
+  sampled: np.ndarray  # the export's ``sample(z)``
+  variables: Dict[str, np.ndarray]  # ``generator_variables`` by variable name
+  imported: List[str]  # which of tf_keras, TFMOT, regan_tf the process imported (should be none)
+
+
+_LOAD_EXPORT = """
+import sys
+import numpy as np
+import tensorflow as tf
+m = tf.saved_model.load(sys.argv[1])
+z = tf.constant(np.load(sys.argv[2]))
+images = m.signatures["serving_default"](z=z)["images"].numpy()
+sampled = m.sample(z).numpy()
+variables = {v.name: v.numpy() for v in m.generator_variables}
+imported = [n for n in ("tf_keras", "tensorflow_model_optimization", "regan_tf") if n in sys.modules]
+np.savez(sys.argv[3], images=images, sampled=sampled, imported=np.array(imported, dtype=str),
+         names=np.array(list(variables), dtype=str), **{f"v{i}": v for i, v in enumerate(variables.values())})
+"""
+
+
+def load_export_in_fresh_process(export_dir: str, z: Any, *, timeout: float = 180) -> LoadedExport:
+  """Loads the SavedModel at ``export_dir`` in a fresh, plain-TensorFlow process and runs it on ``z``.
+
+  The process runs with ``TF_USE_LEGACY_KERAS=0`` and imports only NumPy and
+  TensorFlow, as a user of the export would: the export must not need tf_keras,
+  TFMOT or regan_tf. Fails the test (with the process's stderr) if loading fails.
+  """
+  with tempfile.TemporaryDirectory() as tmp:
+    z_path, out_path = os.path.join(tmp, "z.npy"), os.path.join(tmp, "out.npz")
+    np.save(z_path, np.asarray(z, np.float32))
+    proc = run_python(["-c", _LOAD_EXPORT, str(export_dir), z_path, out_path], timeout=timeout,
+                      env={"TF_USE_LEGACY_KERAS": "0"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(out_path) as out:
+      names = list(out["names"])
+      return LoadedExport(images=out["images"], sampled=out["sampled"],
+                          variables={n: out[f"v{i}"] for i, n in enumerate(names)},
+                          imported=list(out["imported"]))
+
+
+# -------------------------------------------------------- tiny training run ---
+
+
+def tiny_train_settings(workdir: Any, **overrides: Any) -> Dict[str, Any]:
+  """Flat keywords for ``trainer.train``: a tiny DCGAN on 16x16 digits, 4 steps, no export.
+
+  Every trainer test module builds its runs from this (overriding the model,
+  data, loss, ...), so a new trainer keyword needs a default in one place.
+  ``overrides`` replace or add keywords.
+  """
+  from regan_tf import data, models  # pylint: disable=g-import-not-at-top
+  settings = dict(workdir=str(workdir),
+                  dataset=functools.partial(data.load_digits, image_size=16, channels=1),
+                  model=functools.partial(models.dcgan.build, g_base_channels=16, d_base_channels=16),
+                  z_dim=16, batch_size=8, n_critic=2, train_steps=4, checkpoint_every=2, log_every=1,
+                  image_every=2, seed=3, num_grid_images=4, export=False)
+  settings.update(overrides)
+  return settings
 
 
 @pytest.fixture

@@ -1,11 +1,10 @@
 """Tests for regan_tf.augment.apa (APA, Jiang et al. 2021)."""
 
-import textwrap
 
 import numpy as np
 import pytest
 
-from conftest import run_python
+from conftest import run_two_replica_script
 from regan_tf.augment.apa import AdaptivePseudoAugment
 from regan_tf.compat import tf
 
@@ -148,14 +147,9 @@ def test_state_round_trips_through_a_checkpoint(tmp_path):
 
 def test_mirrored_strategy_two_replicas():
   """Replica-step use under MirroredStrategy on 2 logical CPUs (a fresh process)."""
-  script = textwrap.dedent("""
-      import numpy as np
-      from regan_tf.compat import tf
+  result = run_two_replica_script("""
       from regan_tf.augment.apa import AdaptivePseudoAugment
-      cpu = tf.config.list_physical_devices("CPU")[0]
-      tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-      dist = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
-                                            cross_device_ops=tf.distribute.ReductionToOneDevice())
+      dist = two_replica_strategy()
       with dist.scope():
         apa = AdaptivePseudoAugment(target=0.6, speed_kimg=0.1, interval=2)
 
@@ -181,6 +175,5 @@ def test_mirrored_strategy_two_replicas():
       apa.observe(tf.ones([8, 1]))
       assert np.allclose([float(v.numpy()) for v in apa.p.values], 0.32)
       print("OK")
-      """)
-  result = run_python(["-c", script], timeout=120)
+      """, timeout=120)
   assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]

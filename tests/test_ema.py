@@ -1,11 +1,10 @@
 """Tests for regan_tf.ema (GeneratorEMA)."""
 
-import textwrap
 
 import numpy as np
 import pytest
 
-from conftest import run_python
+from conftest import run_two_replica_script
 from regan_tf.compat import keras, tf
 from regan_tf.ema import GeneratorEMA
 from regan_tf.pruning import build_controller, pruned_tensors
@@ -178,14 +177,9 @@ def test_mask_without_a_controller_needs_one():
 
 def test_mirrored_strategy_two_replicas():
   """``update`` in the replica step under MirroredStrategy on 2 logical CPUs (a fresh process)."""
-  script = textwrap.dedent("""
-      import numpy as np
-      from regan_tf.compat import keras, tf
+  result = run_two_replica_script("""
       from regan_tf.ema import GeneratorEMA
-      cpu = tf.config.list_physical_devices("CPU")[0]
-      tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-      dist = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
-                                            cross_device_ops=tf.distribute.ReductionToOneDevice())
+      dist = two_replica_strategy()
       with dist.scope():
         z = keras.Input((4,))
         h = keras.layers.BatchNormalization()(keras.layers.Dense(6)(z))
@@ -212,6 +206,5 @@ def test_mirrored_strategy_two_replicas():
         for component in shadow.values:
           assert np.allclose(component.numpy(), w0 + 1.75), (component.numpy(), w0)
       print("OK")
-      """)
-  result = run_python(["-c", script], timeout=120)
+      """, timeout=120)
   assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]

@@ -5,14 +5,11 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow_model_optimization as tfmot
-from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
-from regan_tf import losses
 from regan_tf.compat import keras, tf
 from regan_tf.models import GAN, autogan, layers
 
-from conftest import REPO, run_python
+from conftest import REPO, load_export_in_fresh_process, run_python, run_two_replica_script
 
 TINY = dict(g_channels=8, d_channels=8, z_dim=16)
 
@@ -60,14 +57,6 @@ def test_reference_parameter_counts():
 def test_tiny_parameter_counts_match_formula(tiny):
   assert _count(tiny.generator) == _g_params(16, 8, 3)
   assert _count(tiny.discriminator) == _d_params(8, 3)
-
-
-def test_shapes_dtypes_and_range(tiny):
-  images = tiny.generator(tf.random.normal([3, 16]) * 3.0, training=True)
-  assert images.shape == (3, 32, 32, 3) and images.dtype == tf.float32
-  assert np.all(np.abs(images.numpy()) <= 1.0)
-  logits = tiny.discriminator(images, training=True)
-  assert logits.shape == (3, 1) and logits.dtype == tf.float32
 
 
 @pytest.mark.parametrize("image_size, bottom", [(48, 6), (64, 8)])
@@ -198,88 +187,15 @@ def test_reference_initialization():
   assert (bn.gamma_initializer.mean, bn.gamma_initializer.stddev) == (1.0, 0.02)
 
 
-def test_generator_prunable_by_tfmot(tiny):
-  pruned = tfmot.sparsity.keras.prune_low_magnitude(tiny.generator)
-  wrapped = [l.layer for l in pruned.layers
-             if isinstance(l, pruning_wrapper.PruneLowMagnitude)]
-  kinds = {type(layer) for layer in wrapped}
-  assert {keras.layers.Dense, keras.layers.Conv2D, layers.NearestUpsample2D} <= kinds
-  images = pruned(tf.random.normal([2, 16]), training=False)
-  assert images.shape == (2, 32, 32, 3) and images.dtype == tf.float32
-
-
-def test_discriminator_config_round_trip(tiny):
-  clone = keras.Model.from_config(tiny.discriminator.get_config())
-  clone.set_weights(tiny.discriminator.get_weights())
-  x = tf.random.normal([2, 32, 32, 3])
-  np.testing.assert_allclose(clone(x).numpy(), tiny.discriminator(x).numpy(), rtol=1e-5)
-
-
-def test_mixed_precision():
-  keras.mixed_precision.set_global_policy("mixed_float16")
-  try:
-    gan = autogan.build(**TINY)
-    images = gan.generator(tf.random.normal([2, 16]), training=True)
-    logits = gan.discriminator(images, training=True)
-    assert gan.generator.get_layer("cell2_conv1").compute_dtype == "float16"
-    assert gan.discriminator.get_layer("block1_conv1").compute_dtype == "float16"
-  finally:
-    keras.mixed_precision.set_global_policy("float32")
-  assert images.dtype == tf.float32 and logits.dtype == tf.float32
-  assert np.all(np.isfinite(images.numpy())) and np.all(np.isfinite(logits.numpy()))
-
-
-def test_one_training_step_changes_weights(tiny):
-  g, d = tiny.generator, tiny.discriminator
-  g_loss_fn, d_loss_fn = losses.get("hinge")
-  g_opt, d_opt = keras.optimizers.Adam(1e-3, 0.0, 0.9), keras.optimizers.Adam(1e-3, 0.0, 0.9)
-  real = tf.random.uniform([4, 32, 32, 3], -1.0, 1.0)
-  fake = g(tf.random.normal([4, 16]), training=True)
-  with tf.GradientTape() as tape:
-    d_loss = d_loss_fn(d(real, training=True), d(fake, training=True))
-  d_opt.apply_gradients(zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
-  before = [v.numpy() for v in g.trainable_variables]
-  with tf.GradientTape() as tape:
-    g_loss = g_loss_fn(d(g(tf.random.normal([4, 16]), training=True), training=True))
-  grads = tape.gradient(g_loss, g.trainable_variables)
-  assert all(x is not None for x in grads)  # every G weight, skips included, gets a gradient
-  g_opt.apply_gradients(zip(grads, g.trainable_variables))
-  assert np.isfinite(d_loss.numpy()) and np.isfinite(g_loss.numpy())
-  assert all(not np.array_equal(a, v.numpy()) for a, v in zip(before, g.trainable_variables))
-
-
-def test_generator_gradient_compiles_under_xla(tiny):
-  # Includes the bilinear UpSampling2D, whose gradient (ResizeBilinearGrad) XLA compiles on CPU.
-  g = tiny.generator
-
-  @tf.function(jit_compile=True)
-  def grads(z):
-    with tf.GradientTape() as tape:
-      loss = tf.reduce_mean(tf.square(g(z, training=True)))
-    return tape.gradient(loss, g.trainable_variables)
-
-  assert all(np.all(np.isfinite(x.numpy())) for x in grads(tf.random.normal([2, 16])))
-
-
 @pytest.mark.parametrize("kwargs, match", [
     (dict(image_size=16), "image_size=16"),
-    (dict(image_size=32.0), "image_size=32.0"),
     (dict(g_channels=0), "g_channels=0"),
     (dict(d_channels=None), "d_channels=None"),
-    (dict(channels=0), "channels=0"),
-    (dict(z_dim=-1), "z_dim=-1"),
     (dict(power_iterations=0), "power_iterations=0"),
 ])
 def test_rejects_bad_arguments(kwargs, match):
   with pytest.raises(ValueError, match=match):
     autogan.build(**kwargs)
-
-
-def test_registered_by_name():
-  from regan_tf import models
-  assert "autogan" in models.names()
-  gan = models.build("autogan", image_size=32, channels=3, **TINY)
-  assert gan.generator.get_layer("cell3_skip2") is not None
 
 
 # ----------------------------------------------------------------------------
@@ -296,22 +212,15 @@ def regan_run(tmp_path_factory) -> str:
   ``cpu_devices`` must be set before TensorFlow initializes, hence a fresh process.
   """
   workdir = str(tmp_path_factory.mktemp("autogan_regan"))
-  code = f"""
-import functools
-from absl import logging
-from regan_tf import data, ema, pruning, trainer
-from regan_tf.models import autogan
-logging.set_verbosity('info')
-r = trainer.train(workdir={workdir!r}, cpu_devices=2, strategy='mirrored', batch_size=8, n_critic=1,
-                  train_steps=2, log_every=1, checkpoint_every=2, image_every=2, num_grid_images=4,
-                  z_dim=16, seed=1, export=True,
-                  dataset=functools.partial(data.load_digits, image_size=32, channels=3),
-                  model=functools.partial(autogan.build, g_channels=8, d_channels=8),
-                  pruning=functools.partial(pruning.build_controller, sparsity={SPARSITY}, warmup=1, g=2),
-                  ema=functools.partial(ema.GeneratorEMA, decay=0.9))
-print('STEP', r.step, 'D_LOSS', r.metrics['d_loss'], 'G_LOSS', r.metrics['g_loss'])
-"""
-  proc = run_python(["-c", code], timeout=300)
+  proc = run_two_replica_script(f"""
+      r = trainer.train(**tiny_train_settings(
+          {workdir!r}, **TWO_REPLICAS, n_critic=1, train_steps=2, z_dim=16, seed=1, export=True,
+          dataset=functools.partial(data.load_digits, image_size=32, channels=3),
+          model=functools.partial(models.autogan.build, g_channels=8, d_channels=8),
+          pruning=functools.partial(pruning.build_controller, sparsity={SPARSITY}, warmup=1, g=2),
+          ema=functools.partial(ema.GeneratorEMA, decay=0.9)))
+      print('STEP', r.step, 'D_LOSS', r.metrics['d_loss'], 'G_LOSS', r.metrics['g_loss'])
+      """, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "STEP 2" in proc.stdout, proc.stdout
   assert "MirroredStrategy with 2 replica(s)" in proc.stderr
@@ -348,24 +257,13 @@ def test_export_loads_and_samples_in_fresh_process(regan_run):
   export = os.path.join(regan_run, "export")
   meta = json.load(open(os.path.join(export, "regan_tf_export.json")))
   assert meta["method"] == "regan" and meta["ema"]
-  code = f"""
-import numpy as np, tensorflow as tf
-m = tf.saved_model.load({export!r})
-images = m.signatures['serving_default'](z=tf.random.normal([2, 16]))['images'].numpy()
-print('IMAGES', images.shape, images.dtype, float(np.abs(images).max()))
-for v in m.generator_variables:
-  if v.name.endswith('kernel:0'):
-    a = v.numpy()
-    print('ZEROS', v.name, int((a == 0).sum()), a.size)
-"""
-  proc = run_python(["-c", code], timeout=120)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  (line,) = [l for l in proc.stdout.splitlines() if l.startswith("IMAGES")]
-  assert "(2, 32, 32, 3) float32" in line and float(line.split()[-1]) <= 1.0
-  zeros = [l.split() for l in proc.stdout.splitlines() if l.startswith("ZEROS")]
-  assert len(zeros) == 13
-  for _, name, count, size in zeros:  # the EMA generator, masked like G
-    assert int(count) == _floor_count(int(size)), (name, count, size)
+  loaded = load_export_in_fresh_process(export, np.random.default_rng(0).normal(size=(2, 16)))
+  assert loaded.images.shape == (2, 32, 32, 3) and loaded.images.dtype == np.float32
+  assert np.abs(loaded.images).max() <= 1.0
+  kernels = {name: a for name, a in loaded.variables.items() if name.endswith("kernel:0")}
+  assert len(kernels) == 13
+  for name, a in kernels.items():  # the EMA generator, masked like G
+    assert int((a == 0).sum()) == _floor_count(a.size), (name, int((a == 0).sum()), a.size)
 
 
 @pytest.mark.slow

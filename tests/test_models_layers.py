@@ -1,8 +1,5 @@
-"""Tests for regan_tf.models.layers: upsampling, spectral norm, sum pooling."""
+"""Tests for regan_tf.models.layers: upsampling, spectral norm, sum pooling, Karras et al. layers."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -10,6 +7,8 @@ import pytest
 
 from regan_tf.compat import keras, tf
 from regan_tf.models import layers
+
+from conftest import run_two_replica_script
 
 
 @pytest.fixture
@@ -238,14 +237,9 @@ def test_global_sum_pooling():
 # Logical CPU devices must be configured before TensorFlow initializes its
 # runtime, which this pytest process has already done, so this runs in a child.
 _MIRRORED_CHECK = textwrap.dedent("""
-    import numpy as np
-    from regan_tf.compat import keras, tf
     from regan_tf.models import layers
 
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_replica_strategy()
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():
       model = keras.Sequential([keras.Input((6, 6, 3)), layers.SNConv2D(4, 3, name="conv"),
@@ -279,7 +273,124 @@ _MIRRORED_CHECK = textwrap.dedent("""
 
 
 def test_sn_layers_under_mirrored_strategy_on_two_cpu_devices():
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-  result = subprocess.run([sys.executable, "-c", _MIRRORED_CHECK], capture_output=True,
-                          text=True, timeout=300, env=env)
+  result = run_two_replica_script(_MIRRORED_CHECK, timeout=300)
   assert result.returncode == 0 and "MIRRORED_OK" in result.stdout, result.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------
+# The Karras et al. layers (ProGAN and StyleGAN2)
+# ----------------------------------------------------------------------------
+
+
+def test_equalized_dense_runtime_scale_against_numpy():
+  rng = np.random.default_rng(0)
+  layer = layers.EqualizedDense(6, gain=0.7)
+  x = rng.normal(size=(3, 10)).astype(np.float32)
+  layer(x)
+  layer.bias.assign(rng.normal(size=6).astype(np.float32))
+  w, b = layer.kernel.numpy(), layer.bias.numpy()
+  assert layer.weight_scale == pytest.approx(0.7 / np.sqrt(10))
+  np.testing.assert_allclose(layer(x).numpy(), x @ (w * 0.7 / np.sqrt(10)) + b, rtol=1e-5, atol=1e-6)
+  # Per-channel bias after the reshape, as the generator's first layer.
+  dense = layers.EqualizedDense(2 * 2 * 3, gain=np.sqrt(2), reshape=(2, 2, 3))
+  y = dense(x).numpy()
+  assert y.shape == (3, 2, 2, 3) and dense.bias.shape == (3,)
+  np.testing.assert_allclose(
+      y, (x @ (dense.kernel.numpy() * np.sqrt(2) / np.sqrt(10))).reshape(3, 2, 2, 3), rtol=1e-5,
+      atol=1e-6)
+
+
+def test_equalized_weights_are_unit_normal_with_zero_bias():
+  layer = layers.EqualizedConv2D(64, 3)
+  layer.build((None, 8, 8, 64))
+  w = layer.kernel.numpy()
+  assert abs(w.mean()) < 0.02 and abs(w.std() - 1.0) < 0.02  # 36,864 draws of N(0, 1)
+  np.testing.assert_array_equal(layer.bias.numpy(), 0.0)
+
+
+@pytest.mark.parametrize("kernel_size, gain", [(1, 1.0), (3, np.sqrt(2))])
+def test_equalized_conv_runtime_scale_against_numpy(kernel_size, gain):
+  rng = np.random.default_rng(1)
+  layer = layers.EqualizedConv2D(5, kernel_size, gain=gain)
+  x = rng.normal(size=(2, 6, 6, 4)).astype(np.float32)
+  layer(x)
+  fan_in = kernel_size * kernel_size * 4
+  assert layer.weight_scale == pytest.approx(gain / np.sqrt(fan_in))
+  # 'same' convolution written out in NumPy (cross-correlation, zero padding).
+  w = layer.kernel.numpy() * gain / np.sqrt(fan_in)
+  pad = kernel_size // 2
+  xp = np.pad(x, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+  expected = np.zeros((2, 6, 6, 5), np.float32)
+  for i in range(kernel_size):
+    for j in range(kernel_size):
+      expected += np.einsum("bhwc,co->bhwo", xp[:, i:i + 6, j:j + 6, :], w[i, j])
+  np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_equalized_layers_prunable_protocol_and_config_round_trip():
+  for layer, shape in ((layers.EqualizedDense(4, gain=1.0, name="d"), (None, 3)),
+                       (layers.EqualizedConv2D(4, 3, name="c"), (None, 5, 5, 2))):
+    layer.build(shape)
+    assert layer.get_prunable_weights() == [layer.kernel]
+    copy = type(layer).from_config(layer.get_config())
+    copy.build(shape)
+    copy.set_weights(layer.get_weights())
+    x = tf.random.normal([2, *shape[1:]])
+    np.testing.assert_array_equal(copy(x).numpy(), layer(x).numpy())
+    assert copy.weight_scale == layer.weight_scale
+
+
+def test_pixel_norm_unit_mean_square_against_numpy():
+  x = tf.random.normal([2, 3, 3, 7]) * 5.0
+  y = layers.PixelNorm()(x).numpy()
+  np.testing.assert_allclose(np.mean(y**2, axis=-1), 1.0, rtol=1e-5)
+  xn = x.numpy()
+  np.testing.assert_allclose(y, xn / np.sqrt(np.mean(xn**2, axis=-1, keepdims=True) + 1e-8),
+                             rtol=1e-5)
+
+
+def _np_minibatch_stddev(x: np.ndarray, group_size: int) -> np.ndarray:
+  b = x.shape[0]
+  g = min(group_size, b)
+  m = b // g
+  stat = np.zeros(b, np.float64)
+  for k in range(m):
+    members = x[k::m].astype(np.float64)  # group k holds examples k, k + m, k + 2m, ...
+    stat[k::m] = np.sqrt(members.var(axis=0) + 1e-8).mean()
+  extra = np.broadcast_to(stat[:, None, None, None], (*x.shape[:3], 1))
+  return np.concatenate([x, extra], axis=-1)
+
+
+@pytest.mark.parametrize("batch", [8, 2])
+def test_minibatch_stddev_against_numpy(batch):
+  x = tf.random.normal([batch, 4, 4, 3]) * tf.range(1.0, batch + 1.0)[:, None, None, None]
+  y = layers.MinibatchStdDev(4)(x).numpy()
+  assert y.shape == (batch, 4, 4, 4)
+  np.testing.assert_array_equal(y[..., :3], x.numpy())
+  np.testing.assert_allclose(y, _np_minibatch_stddev(x.numpy(), 4), rtol=1e-5)
+  if batch == 8:  # the two groups differ: examples 0, 2, 4, 6 vs 1, 3, 5, 7
+    assert y[0, 0, 0, 3] != y[1, 0, 0, 3] and y[0, 0, 0, 3] == y[2, 0, 0, 3]
+
+
+def test_minibatch_stddev_rejects_indivisible_batch():
+  with pytest.raises(ValueError, match="batch size 6 is not divisible"):
+    layers.MinibatchStdDev(4)(tf.zeros([6, 4, 4, 2]))
+
+
+def test_equalized_layers_reject_bad_arguments():
+  with pytest.raises(ValueError, match="kernel_size=2"):
+    layers.EqualizedConv2D(4, 2)
+  with pytest.raises(ValueError, match="reshape"):
+    layers.EqualizedDense(10, reshape=(2, 2, 3))
+
+
+def test_minibatch_stddev_matches_numpy():
+  x = tf.random.stateless_normal([8, 2, 3, 6], seed=(9, 9))
+  out = layers.MinibatchStdDev(group_size=4, num_features=2)(x).numpy()
+  y = x.numpy().reshape(4, 2, 2, 3, 2, 3)  # [G, n, H, W, F, c]: example b = g * n + i
+  std = np.sqrt(((y - y.mean(0)) ** 2).mean(0) + 1e-8).mean(axis=(1, 2, 4))  # [n, F]
+  expected = np.tile(std[:, None, None, :], (4, 2, 3, 1))
+  np.testing.assert_allclose(out[..., :6], x.numpy())
+  np.testing.assert_allclose(out[..., 6:], expected, rtol=1e-5)
+  with pytest.raises(ValueError, match="divisible"):
+    layers.MinibatchStdDev(group_size=4)(tf.zeros([6, 2, 2, 1]))

@@ -1,5 +1,6 @@
-"""Progressive growing of ProGAN in the trainer: the growing generator, segment keys, stage switching,
-fade-in, Re-GAN counted from the final stage, resume, export, 2 replicas, bad configurations."""
+"""Progressive growing of ProGAN in the trainer: the growth schedule, the growing generator, segment
+keys, stage switching, fade-in, Re-GAN counted from the final stage, resume, export, 2 replicas,
+bad configurations."""
 
 from __future__ import annotations
 
@@ -11,39 +12,111 @@ import os
 import numpy as np
 import pytest
 
-from regan_tf import data
 from regan_tf import progressive
 from regan_tf import pruning
 from regan_tf import trainer
 from regan_tf.compat import tf
 from regan_tf.models import dcgan, progan
+from regan_tf.progressive import GrowthSchedule
 
-from conftest import run_python
+from conftest import load_export_in_fresh_process, run_two_replica_script, tiny_train_settings
 from test_trainer import _generator_weights, _masks, _summaries
 
 TINY = dict(image_size=16, channels=1, z_dim=8, fmap_base=32, fmap_max=16)
 # Stages 4x4 (steps 0-1), 8x8 (2-3, fading at 2), 16x16 (4-, fading at 4); Re-GAN's warm-up of 1 step
 # counts from step 4, so step 5 is the first sparse step.
-GROWTH = functools.partial(progan.growth_schedule, stage_steps=(2, 2, 2), fade_steps=1,
+GROWTH = functools.partial(progressive.growth_schedule, stage_steps=(2, 2, 2), fade_steps=1,
                            batch_sizes=(8, 8, 4))
 REGAN = functools.partial(pruning.build_controller, sparsity=0.3, warmup=1, g=2, exclude=("to_rgb",))
+
+
+# ----------------------------------------------------------------------------
+# Growth schedule
+# ----------------------------------------------------------------------------
+
+
+def test_growth_schedule_stage_and_alpha_at_boundaries():
+  s = GrowthSchedule(stage_steps=(10, 20, 20), fade_steps=(0, 10, 5), batch_sizes=(8, 8, 4))
+  expected = {0: (0, 1.0), 9: (0, 1.0), 10: (1, 0.0), 15: (1, 0.5), 19: (1, 0.9), 20: (1, 1.0),
+              29: (1, 1.0), 30: (2, 0.0), 34: (2, 0.8), 35: (2, 1.0), 49: (2, 1.0), 50: (2, 1.0),
+              10_000: (2, 1.0)}
+  for step, (stage, alpha) in expected.items():
+    got = s.stage_and_alpha(step)
+    assert got[0] == stage and got[1] == pytest.approx(alpha), step
+  assert (s.total_steps, s.stage_start(1), s.stage_start(2), s.batch_size(2)) == (50, 10, 30, 4)
+  # A stage without fade-in starts at alpha 1.
+  assert GrowthSchedule((2, 2), (0, 0), 4).stage_and_alpha(2) == (1, 1.0)
+
+
+def test_growth_schedule_from_images_and_epochs():
+  # The reference: 600k images per phase, batch 128 then 64 (v2 preset at 4x4 / 8x8).
+  s = GrowthSchedule.from_images(stage_images=(600_000, 1_200_000), fade_images=600_000,
+                                 batch_sizes=(128, 64))
+  assert s.stage_steps == (4688, 18750) and s.fade_steps == (0, 9375)
+  assert s.stage_and_alpha(4688 + 9375 // 2)[1] == pytest.approx(4687 / 9375)
+  # The Re-GAN port on CIFAR-10: epochs (2, 2, 2, 8), batches (128, 128, 128, 64), 50k images.
+  r = GrowthSchedule.from_epochs(stage_epochs=(2, 2, 2, 8), fade_epochs=(0, 2, 2, 8),
+                                 batch_sizes=(128, 128, 128, 64), num_examples=50_000)
+  assert r.stage_steps == (782, 782, 782, 6250)  # ceil(2 * 50000 / 128), 8 * 50000 / 64
+  assert r.fade_steps == (0, 782, 782, 6250) and r.batch_sizes == (128, 128, 128, 64)
+  assert r.stage_and_alpha(r.total_steps - 1) == (3, pytest.approx(6249 / 6250))
+  progan.ProGAN(image_size=32, fmap_base=8, fmap_max=8, z_dim=4).validate_schedule(r)
+  with pytest.raises(ValueError, match="4 stages but image_size=16 has 3"):
+    progan.build_progressive(image_size=16, z_dim=8, fmap_base=64, fmap_max=16).validate_schedule(r)
+
+
+def test_growth_schedule_config_round_trip():
+  s = GrowthSchedule(stage_steps=[10, 20], fade_steps=[0, 5], batch_sizes=[16, 8])
+  config = s.get_config()
+  assert config == {"stage_steps": [10, 20], "fade_steps": [0, 5], "batch_sizes": [16, 8],
+                    "resolutions": [4, 8]}
+  assert GrowthSchedule.from_config(config) == s
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(stage_steps=(10, 10), fade_steps=(1, 5), batch_sizes=(4, 4)), r"fade_steps\[0\]=1"),
+    (dict(stage_steps=(10, 10), fade_steps=(0, 11), batch_sizes=(4, 4)), r"fade_steps\[1\]=11"),
+    (dict(stage_steps=(10, 10), fade_steps=(0, 5, 5), batch_sizes=(4, 4)), "fade_steps has 3"),
+    (dict(stage_steps=(10, 0), fade_steps=(0, 0), batch_sizes=(4, 4)), "stage_steps"),
+    (dict(stage_steps=(), fade_steps=(), batch_sizes=()), "empty"),
+    (dict(stage_steps=(10, 10), fade_steps=(0, 5), batch_sizes=(4, 0)), "batch_sizes"),
+    (dict(stage_steps="10", fade_steps=(0,), batch_sizes=(4,)), "stage_steps='10'"),
+])
+def test_growth_schedule_rejects_bad_arguments(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    GrowthSchedule(**kwargs)
+
+
+def test_growth_schedule_lives_in_progressive_only():
+  # gin's `growth` is registered from regan_tf.progressive (test_gin_files parses the ProGAN files that use it).
+  assert not hasattr(progan, "GrowthSchedule") and not hasattr(progan, "growth_schedule")
+
+
+def test_growth_schedule_rejects_bad_steps():
+  s = GrowthSchedule((1,), (0,), (4,))
+  for step in (-1, 1.5, True):
+    with pytest.raises(ValueError, match="step="):
+      s.stage_and_alpha(step)
+  with pytest.raises(ValueError, match="stage=1"):
+    s.batch_size(1)
 
 
 def _schedule(**kwargs):
   settings = dict(num_examples=100, n_critic=1, batch_size=8, stage_steps=(2, 2, 2), fade_steps=1,
                   batch_sizes=(8, 8, 4))
   settings.update(kwargs)
-  return progan.growth_schedule(**settings)
+  return progressive.growth_schedule(**settings)
+
+
+# conftest's tiny run, changed to a growing ProGAN (WGAN-GP, the paper's Adam) under Re-GAN.
+GROWING_RUN = dict(model=functools.partial(progan.build, fmap_base=32, fmap_max=16), z_dim=8,
+                   n_critic=1, loss="wasserstein", gp_weight=10.0, drift_weight=0.001, train_steps=7,
+                   g_lr=1e-3, d_lr=1e-3, beta2=0.99, checkpoint_every=1, keep_checkpoints=10,
+                   image_every=100, seed=0, export=True, growth=GROWTH, pruning=REGAN)
 
 
 def _train(workdir, **kwargs):
-  settings = dict(workdir=str(workdir), dataset=functools.partial(data.load_digits, image_size=16, channels=1),
-                  model=functools.partial(progan.build, fmap_base=32, fmap_max=16), z_dim=8, batch_size=8,
-                  n_critic=1, loss="wasserstein", gp_weight=10.0, drift_weight=0.001, train_steps=7,
-                  g_lr=1e-3, d_lr=1e-3, beta2=0.99, checkpoint_every=1, keep_checkpoints=10, log_every=1,
-                  image_every=100, num_grid_images=4, seed=0, growth=GROWTH, pruning=REGAN)
-  settings.update(kwargs)
-  return trainer.train(**settings)
+  return trainer.train(**tiny_train_settings(workdir, **{**GROWING_RUN, **kwargs}))
 
 
 # ------------------------------------------------------------ the models ---
@@ -101,13 +174,13 @@ def test_growth_schedule_helper_in_steps_and_epochs():
   s = _schedule()
   assert s.stage_steps == (2, 2, 2) and s.fade_steps == (0, 1, 1) and s.batch_sizes == (8, 8, 4)
   assert _schedule(batch_sizes=None).batch_sizes == (8, 8, 8)  # the trainer's batch_size
-  e = progan.growth_schedule(num_examples=100, n_critic=1, batch_size=10, stage_epochs=(1, 2),
+  e = progressive.growth_schedule(num_examples=100, n_critic=1, batch_size=10, stage_epochs=(1, 2),
                              fade_epochs=1)
   assert e.stage_steps == (10, 20) and e.fade_steps == (0, 10)
   with pytest.raises(ValueError, match="exactly one pair"):
     _schedule(stage_epochs=(1, 1, 1))
   with pytest.raises(ValueError, match="exactly one pair"):
-    progan.growth_schedule(num_examples=100, n_critic=1, batch_size=8)
+    progressive.growth_schedule(num_examples=100, n_critic=1, batch_size=8)
   with pytest.raises(ValueError, match="one length per stage"):
     _schedule(stage_steps=5)
 
@@ -202,13 +275,8 @@ def test_growing_run_switches_stages_fades_starts_regan_in_the_final_stage_and_r
   # The export is the final stage at 16x16, stripped, and loads in a fresh process.
   meta = json.load(open(tmp_path / "straight" / "export" / "regan_tf_export.json"))
   assert meta["growth"]["stage"] == 2 and meta["growth"]["alpha"] == 1.0 and meta["image_size"] == 16
-  proc = run_python(["-c", (
-      "import tensorflow as tf\n"
-      f"m = tf.saved_model.load({str(tmp_path / 'straight' / 'export')!r})\n"
-      "x = m.signatures['serving_default'](z=tf.zeros([3, 8]))['images'].numpy()\n"
-      "print('SHAPE', x.shape, sorted({v.name.split('/')[0] for v in m.generator_variables})[:2])\n")])
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "SHAPE (3, 16, 16, 1)" in proc.stdout
+  loaded = load_export_in_fresh_process(str(tmp_path / "straight" / "export"), np.zeros([3, 8], np.float32))
+  assert loaded.images.shape == (3, 16, 16, 1)
 
 
 @pytest.mark.slow
@@ -243,25 +311,18 @@ def test_a_zero_step_growing_run_counts_its_first_stage_and_exports_it(tmp_path)
 
 @pytest.mark.slow
 def test_growing_regan_run_on_two_replicas(tmp_path):
-  # cpu_devices must be set before TensorFlow initializes: a fresh process.
-  code = f"""
-import functools
-from absl import logging
-from regan_tf import data, pruning, trainer
-from regan_tf.models import progan
-logging.set_verbosity('info')
-r = trainer.train(workdir={str(tmp_path)!r}, cpu_devices=2, strategy='mirrored', batch_size=8, n_critic=1,
-                  train_steps=4, log_every=1, checkpoint_every=1, image_every=100, num_grid_images=4, z_dim=8,
-                  seed=1, loss='wasserstein', gp_weight=10.0, drift_weight=0.001,
-                  dataset=functools.partial(data.load_digits, image_size=8, channels=1),
-                  model=functools.partial(progan.build, fmap_base=32, fmap_max=8, mbstd_group_size=2),
-                  growth=functools.partial(progan.growth_schedule, stage_steps=(2, 2), fade_steps=1,
-                                           batch_sizes=(8, 4)),
-                  pruning=functools.partial(pruning.build_controller, sparsity=0.3, warmup=1, g=2,
-                                            exclude=('to_rgb',)))
-print('STEPS', r.step)
-"""
-  proc = run_python(["-c", code], timeout=600)
+  proc = run_two_replica_script(f"""
+      r = trainer.train(**tiny_train_settings(
+          {str(tmp_path)!r}, **TWO_REPLICAS, n_critic=1, train_steps=4, checkpoint_every=1,
+          image_every=100, z_dim=8, seed=1, export=True, loss='wasserstein', gp_weight=10.0,
+          drift_weight=0.001, dataset=functools.partial(data.load_digits, image_size=8, channels=1),
+          model=functools.partial(models.progan.build, fmap_base=32, fmap_max=8, mbstd_group_size=2),
+          growth=functools.partial(progressive.growth_schedule, stage_steps=(2, 2), fade_steps=1,
+                                   batch_sizes=(8, 4)),
+          pruning=functools.partial(pruning.build_controller, sparsity=0.3, warmup=1, g=2,
+                                    exclude=('to_rgb',))))
+      print('STEPS', r.step)
+      """, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "STEPS 4" in proc.stdout
   assert "MirroredStrategy with 2 replica(s)" in proc.stderr
@@ -274,7 +335,7 @@ print('STEPS', r.step)
 @pytest.mark.parametrize("kwargs,match", [
     (dict(model=functools.partial(dcgan.build, g_base_channels=8, d_base_channels=8)), "not one"),
     (dict(growth=None, regan_stage=1), "needs a growing run"),
-    (dict(growth=functools.partial(progan.growth_schedule, stage_steps=(2, 2), fade_steps=1)), "has 3 \\(4x4 .. 16x16\\)"),
+    (dict(growth=functools.partial(progressive.growth_schedule, stage_steps=(2, 2), fade_steps=1)), "has 3 \\(4x4 .. 16x16\\)"),
     (dict(regan_stage=5), "not a stage of this run"),
 ])
 def test_bad_growth_configurations_fail_before_the_run_directory_exists(tmp_path, kwargs, match):

@@ -1,9 +1,6 @@
 """Tests for regan_tf.pruning.controller: a custom GAN-style loop through the phases."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -14,7 +11,7 @@ from regan_tf.pruning import masks
 from regan_tf.pruning.controller import ReganController, build_controller
 from regan_tf.pruning.schedule import Phase, ReganSchedule
 from regan_tf.pruning.wrapper import prune_generator, pruned_tensors
-from conftest import make_tiny_generator
+from conftest import make_tiny_generator, run_two_replica_script
 
 WARMUP, G = 3, 3  # warm-up 0..2, sparse 3..5, dense 6..8, sparse 9..11
 BASE_LR = 1e-2
@@ -314,12 +311,8 @@ def test_construction_errors_name_the_fix():
 
 _MIRRORED = textwrap.dedent("""
     import json
-    import numpy as np
-    from regan_tf.compat import keras, tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from regan_tf.pruning import ReganController, ReganSchedule, prune_generator
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_replica_strategy()
     with strategy.scope():
       z = keras.Input((8,))
       x = keras.layers.Reshape((4, 4, 6))(keras.layers.Dense(96, name="fc")(z))
@@ -361,9 +354,7 @@ _MIRRORED = textwrap.dedent("""
 
 
 def test_mirrored_strategy_two_replicas_hold_identical_masks():
-  env = dict(os.environ, TF_USE_LEGACY_KERAS="1", CUDA_VISIBLE_DEVICES="")
-  result = subprocess.run([sys.executable, "-c", _MIRRORED], capture_output=True, text=True,
-                          env=env, timeout=240, check=False)
+  result = run_two_replica_script(_MIRRORED, timeout=240)
   lines = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
   assert result.returncode == 0 and lines, result.stderr[-3000:]
   report = json.loads(lines[-1][len("RESULT "):])

@@ -10,24 +10,16 @@ import os
 import numpy as np
 import pytest
 
-from regan_tf import data
-from regan_tf import models
 from regan_tf import pruning
 from regan_tf import trainer
 from regan_tf.compat import tf
 
-from conftest import run_python
-
-TINY_DATA = functools.partial(data.load_digits, image_size=16, channels=1)
-TINY_MODEL = functools.partial(models.dcgan.build, g_base_channels=16, d_base_channels=16)
+from conftest import load_export_in_fresh_process, run_two_replica_script, tiny_train_settings
 
 
 def _train(workdir, **kwargs):
-  settings = dict(workdir=str(workdir), dataset=TINY_DATA, model=TINY_MODEL, z_dim=16, batch_size=8,
-                  n_critic=2, train_steps=4, checkpoint_every=2, log_every=1, image_every=2, seed=3,
-                  num_grid_images=4, export=False)
-  settings.update(kwargs)
-  return trainer.train(**settings)
+  # conftest's tiny run as it is: a 16x16 DCGAN, 4 steps, n_critic 2.
+  return trainer.train(**tiny_train_settings(workdir, **kwargs))
 
 
 def _summaries(workdir):
@@ -93,36 +85,29 @@ def test_workdir_contents(tmp_path):
 
 
 def test_rejects_batch_not_divisible_by_replicas(tmp_path):
-  code = f"""
-import functools, sys
-from regan_tf import data, models, trainer
-try:
-  trainer.train(workdir={str(tmp_path / 'w')!r}, cpu_devices=2, strategy='mirrored', batch_size=7, train_steps=2,
-                dataset=functools.partial(data.load_digits, image_size=16),
-                model=functools.partial(models.dcgan.build, g_base_channels=8, d_base_channels=8))
-except ValueError as e:
-  print('ERR', e)
-"""
-  proc = run_python(["-c", code], timeout=120)
+  proc = run_two_replica_script(f"""
+      try:
+        trainer.train(workdir={str(tmp_path / 'w')!r}, **TWO_REPLICAS, batch_size=7, train_steps=2,
+                      dataset=functools.partial(data.load_digits, image_size=16),
+                      model=functools.partial(models.dcgan.build, g_base_channels=8, d_base_channels=8))
+      except ValueError as e:
+        print('ERR', e)
+      """, timeout=120)
   assert "ERR batch_size (7) must be divisible by the number of replicas (2)" in proc.stdout, proc.stderr
   assert not os.path.exists(tmp_path / "w")
 
 
 @pytest.mark.slow
 def test_two_cpu_replicas_train_and_fall_back_from_xla(tmp_path):
-  code = f"""
-import functools
-from absl import logging
-from regan_tf import data, models, pruning, trainer
-logging.set_verbosity('info')
-r = trainer.train(workdir={str(tmp_path)!r}, cpu_devices=2, strategy='mirrored', batch_size=8, n_critic=2,
-                  train_steps=3, jit_compile=True, log_every=1, checkpoint_every=3, z_dim=16, export=True,
-                  pruning=functools.partial(pruning.build_controller, sparsity=0.5, warmup=1, g=2),
-                  dataset=functools.partial(data.load_digits, image_size=16),
-                  model=functools.partial(models.dcgan.build, g_base_channels=8, d_base_channels=8))
-print('STEP', r.step, 'D_LOSS', r.metrics['d_loss'])
-"""
-  proc = run_python(["-c", code], timeout=240)
+  proc = run_two_replica_script(f"""
+      r = trainer.train(**tiny_train_settings(
+          {str(tmp_path)!r}, **TWO_REPLICAS, train_steps=3, jit_compile=True, checkpoint_every=3,
+          export=True,
+          pruning=functools.partial(pruning.build_controller, sparsity=0.5, warmup=1, g=2),
+          dataset=functools.partial(data.load_digits, image_size=16),
+          model=functools.partial(models.dcgan.build, g_base_channels=8, d_base_channels=8)))
+      print('STEP', r.step, 'D_LOSS', r.metrics['d_loss'])
+      """, timeout=240)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "STEP 3" in proc.stdout
   assert "MirroredStrategy with 2 replica(s)" in proc.stderr
@@ -219,20 +204,11 @@ def test_regan_export_ending_sparse_has_zeros_in_fresh_process(tmp_path):
          export=True)
   meta = json.load(open(tmp_path / "export" / "regan_tf_export.json"))
   assert meta["method"] == "regan" and meta["sparsity"]["phase_at_export"] == 1
-  code = f"""
-import numpy as np, tensorflow as tf
-m = tf.saved_model.load({str(tmp_path / 'export')!r})
-for v in m.generator_variables:
-  if v.name.endswith('kernel:0'):
-    a = v.numpy()
-    print('ZEROS', v.name, int((a == 0).sum()), a.size)
-"""
-  proc = run_python(["-c", code], timeout=120)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  lines = [l.split() for l in proc.stdout.splitlines() if l.startswith("ZEROS")]
-  assert len(lines) == len(meta["sparsity"]["per_tensor"]) >= 3
-  for _, name, zeros, size in lines:
-    assert int(zeros) == int(np.floor(0.3 * int(size) + 1e-6)), (name, zeros, size)
+  loaded = load_export_in_fresh_process(str(tmp_path / "export"), np.zeros([2, 16], np.float32))
+  kernels = {name: a for name, a in loaded.variables.items() if name.endswith("kernel:0")}
+  assert len(kernels) == len(meta["sparsity"]["per_tensor"]) >= 3
+  for name, a in kernels.items():
+    assert int((a == 0).sum()) == int(np.floor(0.3 * a.size + 1e-6)), (name, int((a == 0).sum()), a.size)
 
 
 def test_mixed_precision_keeps_float32_outputs_and_restores_policy(tmp_path):

@@ -14,20 +14,20 @@ from regan_tf import pruning
 from regan_tf import trainer
 from regan_tf.compat import tf
 
+from conftest import run_two_replica_script, tiny_train_settings
 from test_trainer import _generator_weights, _masks, _summaries
 
 TINY_DATA = functools.partial(data.load_digits, image_size=8, channels=1)
 TINY_STYLEGAN2 = functools.partial(models.stylegan2.build, w_dim=8, mapping_layers=2, channel_base=64,
                                    channel_max=8, mbstd_group_size=2)
+# conftest's tiny run, changed to a tiny StyleGAN2 on 8x8 digits with a checkpoint every step.
+STYLEGAN2_RUN = dict(dataset=TINY_DATA, model=TINY_STYLEGAN2, z_dim=8, batch_size=4, n_critic=1,
+                     checkpoint_every=1, keep_checkpoints=10, image_every=100, seed=5,
+                     loss="non_saturating", g_lr=2e-3, d_lr=2e-3, beta1=0.0, beta2=0.99)
 
 
 def _train(workdir, **kwargs):
-  settings = dict(workdir=str(workdir), dataset=TINY_DATA, model=TINY_STYLEGAN2, z_dim=8, batch_size=4,
-                  n_critic=1, train_steps=4, checkpoint_every=1, keep_checkpoints=10, log_every=1,
-                  image_every=100, seed=5, num_grid_images=4, export=False, loss="non_saturating",
-                  g_lr=2e-3, d_lr=2e-3, beta1=0.0, beta2=0.99)
-  settings.update(kwargs)
-  return trainer.train(**settings)
+  return trainer.train(**tiny_train_settings(workdir, **{**STYLEGAN2_RUN, **kwargs}))
 
 
 def _regan(**kwargs):
@@ -134,29 +134,24 @@ def test_bad_regularization_settings_fail_at_once(tmp_path, bad):
 
 @pytest.mark.slow
 def test_stylegan2_and_progan_train_under_regan_on_two_replicas(tmp_path):
-  # cpu_devices must be set before TensorFlow initializes: a fresh process runs both.
-  from conftest import run_python  # pylint: disable=g-import-not-at-top
-  code = f"""
-import functools
-from absl import logging
-from regan_tf import data, pruning, trainer
-from regan_tf.models import progan, stylegan2
-logging.set_verbosity('info')
-common = dict(cpu_devices=2, strategy='mirrored', batch_size=8, n_critic=1, train_steps=2, log_every=1,
-              checkpoint_every=1, image_every=100, num_grid_images=4, z_dim=8, seed=1, export=True,
-              dataset=functools.partial(data.load_digits, image_size=8, channels=1))
-regan = functools.partial(pruning.build_controller, sparsity=0.3, warmup=1, g=2)
-a = trainer.train(workdir={str(tmp_path / 'stylegan2')!r}, loss='non_saturating', r1_gamma=1.0, r1_every=1,
-                  pl_weight=2.0, pl_every=1, style_mixing=0.9,
-                  model=functools.partial(stylegan2.build, w_dim=8, mapping_layers=2, channel_base=64,
-                                          channel_max=8, mbstd_group_size=2),
-                  pruning=functools.partial(regan, exclude=('torgb',)), **common)
-b = trainer.train(workdir={str(tmp_path / 'progan')!r}, loss='wasserstein', gp_weight=10.0, drift_weight=0.001,
-                  model=functools.partial(progan.build, fmap_base=32, fmap_max=8),
-                  pruning=functools.partial(regan, exclude=('to_rgb',)), **common)
-print('STEPS', a.step, b.step)
-"""
-  proc = run_python(["-c", code], timeout=600)
+  # Both runs in one fresh process with two logical CPUs.
+  proc = run_two_replica_script(f"""
+      common = dict(**TWO_REPLICAS, batch_size=8, n_critic=1, train_steps=2, checkpoint_every=1,
+                    image_every=100, z_dim=8, seed=1, export=True,
+                    dataset=functools.partial(data.load_digits, image_size=8, channels=1))
+      regan = functools.partial(pruning.build_controller, sparsity=0.3, warmup=1, g=2)
+      a = trainer.train(**tiny_train_settings(
+          {str(tmp_path / 'stylegan2')!r}, loss='non_saturating', r1_gamma=1.0, r1_every=1,
+          pl_weight=2.0, pl_every=1, style_mixing=0.9,
+          model=functools.partial(models.stylegan2.build, w_dim=8, mapping_layers=2, channel_base=64,
+                                  channel_max=8, mbstd_group_size=2),
+          pruning=functools.partial(regan, exclude=('torgb',)), **common))
+      b = trainer.train(**tiny_train_settings(
+          {str(tmp_path / 'progan')!r}, loss='wasserstein', gp_weight=10.0, drift_weight=0.001,
+          model=functools.partial(models.progan.build, fmap_base=32, fmap_max=8),
+          pruning=functools.partial(regan, exclude=('to_rgb',)), **common))
+      print('STEPS', a.step, b.step)
+      """, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "STEPS 2 2" in proc.stdout
   assert proc.stderr.count("MirroredStrategy with 2 replica(s)") == 2

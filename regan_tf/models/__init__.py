@@ -15,7 +15,8 @@ modulated convolutions and mapping). Layers have unique, structured names
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+import inspect
+from typing import Any, Callable, Mapping, Sequence
 
 from regan_tf.compat import keras
 
@@ -48,7 +49,47 @@ def check_positive_int(builder: str, arg: str, value: Any, fix: str) -> None:
     raise ValueError(f"{builder}: {arg}={value!r} must be a positive integer; {fix}")
 
 
-# The architecture modules import GAN and check_positive_int from this package,
+def check_choice(builder: str, arg: str, value: Any, allowed: Sequence[Any]) -> None:
+  """Raises ValueError unless ``value`` is one of ``allowed`` (the message lists them)."""
+  if value not in allowed:
+    raise ValueError(f"{builder}: {arg}={value!r} is not allowed; pass one of "
+                     f"{', '.join(repr(a) for a in allowed)}.")
+
+
+def check_builder_args(build: Callable[..., Any], args: Mapping[str, Any], *,
+                       image_sizes: Sequence[int], resize_fix: str,
+                       positive: Sequence[str] = ()) -> None:
+  """The argument checks every architecture's ``build`` starts with.
+
+  ``image_size`` must be one of ``image_sizes``; ``channels``, ``z_dim`` and the
+  arguments named in ``positive`` must be positive ints. A message names the
+  builder (``<module>.build``), the argument, its value and what is allowed,
+  and suggests the builder's own default as the fix.
+
+  Args:
+    build: the builder, whose signature gives the defaults.
+    args: the builder's arguments by name (its ``locals()``).
+    image_sizes: the supported image sizes, listed in the message.
+    resize_fix: what to do about an unsupported size (ends the message).
+    positive: further arguments that must be positive ints (widths, ...).
+
+  Raises:
+    ValueError: for the first bad argument, in the order image_size, channels,
+      z_dim, ``positive``.
+  """
+  where = f"{build.__module__.rsplit('.', 1)[-1]}.{build.__name__}"
+  image_size = args["image_size"]
+  if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in image_sizes:
+    raise ValueError(f"{where}: image_size={image_size!r} is not supported; allowed: "
+                     f"{', '.join(map(str, image_sizes))}. {resize_fix}")
+  defaults = inspect.signature(build).parameters
+  for arg in ("channels", "z_dim", *positive):
+    fix = ("pass 3 for RGB or 1 for grayscale." if arg == "channels"
+           else f"pass e.g. {arg}={defaults[arg].default!r} (the default).")
+    check_positive_int(where, arg, args[arg], fix)
+
+
+# The architecture modules import GAN and the checks from this package,
 # so they are imported after those are defined.
 from regan_tf.models import autogan  # noqa: E402
 from regan_tf.models import dcgan  # noqa: E402

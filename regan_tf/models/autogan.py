@@ -118,12 +118,12 @@ import math
 from typing import List, Sequence, Tuple
 
 from regan_tf.compat import keras, tf
-from regan_tf.models import GAN, check_positive_int
+from regan_tf.models import GAN
 from regan_tf.models import layers as gan_layers
+from regan_tf.models import sngan
 
 __all__ = ["CELLS", "build"]
 
-_IMAGE_SIZES = (32, 48, 64)
 
 # The searched cells of autogan_cifar10_a: (up-sampling mode, inner shortcut).
 # Cell i takes skip inputs from every earlier cell (cell1: none, cell2: cell1,
@@ -237,41 +237,9 @@ def _discriminator(image_size: int, channels: int, width: int,
         bias_initializer=_torch_default_bias(in_channels * kernel_size * kernel_size),
         power_iterations=power_iterations, name=name)
 
-  def pool(name: str):
-    return keras.layers.AveragePooling2D(2, name=name)
-
-  images = keras.Input(shape=(image_size, image_size, channels), name="images")
-
-  # block1, "optimized" (no leading ReLU: its input is the image).
-  h = conv(3, channels, "block1_conv1")(images)
-  h = keras.layers.ReLU(name="block1_relu1")(h)
-  h = conv(3, width, "block1_conv2")(h)
-  h = pool("block1_pool")(h)
-  s = pool("block1_shortcut_pool")(images)
-  s = conv(1, channels, "block1_shortcut")(s)
-  x = keras.layers.Add(name="block1_add")([h, s])
-
-  for i, down in ((2, True), (3, False), (4, False)):
-    p = f"block{i}_"
-    h = keras.layers.ReLU(name=p + "relu1")(x)
-    h = conv(3, width, p + "conv1")(h)
-    h = keras.layers.ReLU(name=p + "relu2")(h)
-    h = conv(3, width, p + "conv2")(h)
-    if down:
-      h = pool(p + "pool")(h)
-      s = pool(p + "shortcut_pool")(x)
-      s = conv(1, width, p + "shortcut")(s)
-    else:
-      s = x  # same width, same resolution: identity shortcut
-    x = keras.layers.Add(name=p + "add")([h, s])
-
-  x = keras.layers.ReLU(name="relu")(x)
-  # Summing the positions in float16 risks overflow; pool (and the last layer) in float32.
-  x = gan_layers.GlobalSumPooling2D(dtype="float32", name="sum_pool")(x)
   logits = gan_layers.SNDense(1, use_bias=False, kernel_initializer=_torch_default_kernel(),
-                              power_iterations=power_iterations, dtype="float32",
-                              name="logits")(x)
-  return keras.Model(images, logits, name="discriminator")
+                              power_iterations=power_iterations, dtype="float32", name="logits")
+  return sngan.resnet_discriminator(image_size, channels, width, conv, logits)
 
 
 def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 128,
@@ -287,26 +255,8 @@ def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 128,
     d_channels: discriminator width, every block (reference df_dim 128).
     power_iterations: spectral-norm power-iteration steps per call (reference 1).
 
-  Returns:
-    GAN with generator [B, z_dim] -> [B, S, S, C] in [-1, 1] and discriminator
-    [B, S, S, C] -> [B, 1] logits, both outputs float32.
-
-  Raises:
-    ValueError: an argument is out of range; the message says what is allowed.
+  Returns the :class:`regan_tf.models.GAN` every builder returns (images in
+  [-1, 1], float32 logits); raises ValueError naming a bad argument.
   """
-  if (isinstance(image_size, bool) or not isinstance(image_size, int)
-      or image_size not in _IMAGE_SIZES):
-    raise ValueError(f"autogan.build: image_size={image_size!r} is not supported; allowed: "
-                     f"{', '.join(map(str, _IMAGE_SIZES))}. Resize the data, or use "
-                     "name='dcgan', which supports 8 to 128.")
-  check_positive_int("autogan.build", "channels", channels, "pass 3 for RGB or 1 for grayscale.")
-  check_positive_int("autogan.build", "z_dim", z_dim, "pass z_dim=128 (the reference).")
-  check_positive_int("autogan.build", "g_channels", g_channels,
-                     "pass g_channels=256 (the reference gf_dim).")
-  check_positive_int("autogan.build", "d_channels", d_channels,
-                     "pass d_channels=128 (the reference df_dim).")
-  check_positive_int("autogan.build", "power_iterations", power_iterations,
-                     "pass power_iterations=1 (the reference).")
-  return GAN(generator=_generator(image_size, channels, z_dim, g_channels),
-             discriminator=_discriminator(image_size, channels, d_channels, power_iterations),
-             z_dim=z_dim)
+  # SN-GAN's arguments, checks and image sizes (AutoGAN keeps SN-GAN's discriminator and setup).
+  return sngan.assemble(build, locals(), _generator, _discriminator)

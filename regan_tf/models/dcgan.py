@@ -32,7 +32,7 @@ like the Re-GAN reference.
 from __future__ import annotations
 
 from regan_tf.compat import keras, tf
-from regan_tf.models import GAN, check_positive_int
+from regan_tf.models import GAN, check_builder_args, check_choice
 from regan_tf.models import layers as gan_layers
 
 __all__ = ["build"]
@@ -49,15 +49,6 @@ def _batch_norm(name: str) -> keras.layers.Layer:
   return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
 
 
-def _num_stages(image_size: int) -> int:
-  """Number of x2 stages between 4x4 and image_size; validates image_size."""
-  if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in _STAGES:
-    raise ValueError(f"dcgan.build: image_size={image_size!r} is not supported; allowed: "
-                     f"{', '.join(map(str, _STAGES))} (4 * 2**n). Resize the data to one of "
-                     "these sizes.")
-  return _STAGES[image_size]
-
-
 def _upsample_conv(x: tf.Tensor, filters: int, upsampling: str, use_bias: bool,
                    prefix: str) -> tf.Tensor:
   """[B, H, W, C] -> [B, 2H, 2W, filters]; layers named ``{prefix}_conv`` (and ``_up``)."""
@@ -71,7 +62,7 @@ def _upsample_conv(x: tf.Tensor, filters: int, upsampling: str, use_bias: bool,
 
 def _generator(image_size: int, channels: int, z_dim: int, base: int,
                upsampling: str) -> keras.Model:
-  stages = _num_stages(image_size)
+  stages = _STAGES[image_size]
   width = base * 2**(stages - 1)
   z = keras.Input(shape=(z_dim,), dtype="float32", name="z")
   x = keras.layers.Dense(4 * 4 * width, use_bias=False, kernel_initializer=_init(),
@@ -91,7 +82,7 @@ def _generator(image_size: int, channels: int, z_dim: int, base: int,
 
 def _discriminator(image_size: int, channels: int, base: int,
                    spectral_norm: bool) -> keras.Model:
-  stages = _num_stages(image_size)
+  stages = _STAGES[image_size]
   conv = gan_layers.SNConv2D if spectral_norm else keras.layers.Conv2D
   dense = gan_layers.SNDense if spectral_norm else keras.layers.Dense
   images = keras.Input(shape=(image_size, image_size, channels), name="images")
@@ -122,23 +113,13 @@ def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 128,
       (NearestUpsample2D then Conv2D 3x3).
     spectral_norm: spectrally normalize every discriminator layer.
 
-  Returns:
-    GAN with generator [B, z_dim] -> [B, S, S, C] in [-1, 1] and discriminator
-    [B, S, S, C] -> [B, 1] logits, both outputs float32.
-
-  Raises:
-    ValueError: an argument is out of range; the message says what is allowed.
+  Returns the :class:`regan_tf.models.GAN` every builder returns (images in
+  [-1, 1], float32 logits); raises ValueError naming a bad argument.
   """
-  _num_stages(image_size)
-  check_positive_int("dcgan.build", "channels", channels, "pass 3 for RGB or 1 for grayscale.")
-  check_positive_int("dcgan.build", "z_dim", z_dim, "pass e.g. z_dim=128.")
-  check_positive_int("dcgan.build", "g_base_channels", g_base_channels,
-                     "pass e.g. g_base_channels=16.")
-  check_positive_int("dcgan.build", "d_base_channels", d_base_channels,
-                     "pass e.g. d_base_channels=16.")
-  if upsampling not in _UPSAMPLING:
-    raise ValueError(f"dcgan.build: upsampling={upsampling!r} is not supported; allowed: "
-                     f"{', '.join(_UPSAMPLING)}. Pass upsampling='transpose' (the default).")
+  check_builder_args(build, locals(), image_sizes=tuple(_STAGES),
+                     resize_fix="Resize the data to one of these sizes (4 * 2**n).",
+                     positive=("g_base_channels", "d_base_channels"))
+  check_choice("dcgan.build", "upsampling", upsampling, _UPSAMPLING)
   if not isinstance(spectral_norm, bool):
     raise ValueError(f"dcgan.build: spectral_norm={spectral_norm!r} must be True or False.")
   return GAN(generator=_generator(image_size, channels, z_dim, g_base_channels, upsampling),

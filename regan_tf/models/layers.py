@@ -9,22 +9,44 @@
   reference uses. ``tf_keras.layers.SpectralNormalization`` differs (see
   :class:`SNConv2D`), hence these hand-written layers.
 * :class:`GlobalSumPooling2D`: the SN-GAN discriminator's global *sum* pooling.
+* The Karras et al. family, shared by ProGAN and StyleGAN2 (Keras has no
+  equalized learning rate): :class:`EqualizedDense`, :class:`EqualizedConv2D`
+  (optionally FIR-downsampling, :func:`fir_blur_2d`), :class:`PixelNorm` and
+  :class:`MinibatchStdDev`.
 
 All layers are registered as Keras serializables under the package ``regan_tf``
 and round-trip through ``get_config`` / ``from_config``.
+
+Pruning: Re-GAN and TFMOT wrap a layer by TFMOT's ``PrunableLayer`` protocol
+when it has ``get_prunable_weights()``. Every layer here that a generator can
+contain has it (:class:`PrunableLayerMixin`): the equalized layers return their
+kernel (their *connections*), the weightless ones return ``[]``, so that
+``tfmot.sparsity.keras.prune_low_magnitude`` can wrap a whole generator.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from regan_tf.compat import keras, tf
+from regan_tf.models import check_choice, check_positive_int
 
 __all__ = [
+    "ACTIVATIONS",
+    "EqualizedConv2D",
+    "EqualizedDense",
+    "FIR_TAPS",
     "GlobalSumPooling2D",
+    "MinibatchStdDev",
     "NearestUpsample2D",
+    "PixelNorm",
+    "PrunableLayerMixin",
     "SNConv2D",
     "SNDense",
+    "activate",
+    "check_odd_kernel_size",
+    "fir_blur_2d",
     "spectral_norm",
 ]
 
@@ -125,8 +147,20 @@ class _SpectralNormMixin:
       self.u.assign(u_next)
     return tf.cast(kernel32 / sigma, kernel.dtype)
 
-  def _sn_config(self) -> dict[str, Any]:
-    return {"power_iterations": self.power_iterations}
+  def build(self, input_shape: Any) -> None:
+    super().build(input_shape)
+    self._build_u(self.kernel.shape[-1])  # the output units of the Dense or Conv2D
+
+  def _bias_and_activation(self, outputs: tf.Tensor) -> tf.Tensor:
+    # The rest of Dense.call / Conv2D.call after the kernel product.
+    if self.use_bias:
+      outputs = tf.nn.bias_add(outputs, self.bias)
+    if self.activation is not None:
+      outputs = self.activation(outputs)
+    return outputs
+
+  def get_config(self) -> dict[str, Any]:
+    return {**super().get_config(), "power_iterations": self.power_iterations}
 
 
 @keras.saving.register_keras_serializable(package="regan_tf")
@@ -171,20 +205,9 @@ class SNConv2D(_SpectralNormMixin, keras.layers.Conv2D):
       raise ValueError(f"SNConv2D: data_format={self.data_format!r} is not supported; only "
                        "'channels_last' is. Pass data_format='channels_last'.")
 
-  def build(self, input_shape: Any) -> None:
-    super().build(input_shape)
-    self._build_u(self.filters)
-
   def call(self, inputs: tf.Tensor, training: Any = None) -> tf.Tensor:
-    outputs = self.convolution_op(inputs, self._normalized_kernel(training))
-    if self.use_bias:
-      outputs = tf.nn.bias_add(outputs, self.bias)
-    if self.activation is not None:
-      outputs = self.activation(outputs)
-    return outputs
-
-  def get_config(self) -> dict[str, Any]:
-    return {**super().get_config(), **self._sn_config()}
+    return self._bias_and_activation(
+        self.convolution_op(inputs, self._normalized_kernel(training)))
 
 
 @keras.saving.register_keras_serializable(package="regan_tf")
@@ -207,24 +230,13 @@ class SNDense(_SpectralNormMixin, keras.layers.Dense):
     super().__init__(*args, **kwargs)
     self._init_power_iterations(power_iterations)
 
-  def build(self, input_shape: Any) -> None:
-    super().build(input_shape)
-    self._build_u(self.units)
-
   def call(self, inputs: tf.Tensor, training: Any = None) -> tf.Tensor:
     kernel = self._normalized_kernel(training)
     if inputs.shape.rank == 2:
       outputs = tf.matmul(inputs, kernel)
     else:
       outputs = tf.tensordot(inputs, kernel, axes=[[-1], [0]])
-    if self.use_bias:
-      outputs = tf.nn.bias_add(outputs, self.bias)
-    if self.activation is not None:
-      outputs = self.activation(outputs)
-    return outputs
-
-  def get_config(self) -> dict[str, Any]:
-    return {**super().get_config(), **self._sn_config()}
+    return self._bias_and_activation(outputs)
 
 
 @keras.saving.register_keras_serializable(package="regan_tf")
@@ -299,3 +311,405 @@ class GlobalSumPooling2D(keras.layers.Layer):
 
   def get_config(self) -> dict[str, Any]:
     return super().get_config()
+
+
+# ----------------------------------------------------------------------------
+# The Karras et al. family: equalized learning rate, PixelNorm, minibatch stddev
+# (ProGAN, ICLR 2018; StyleGAN2, CVPR 2020). One implementation for both
+# architectures, so a fix to one reaches the other.
+# ----------------------------------------------------------------------------
+
+ACTIVATIONS = ("linear", "lrelu")
+_LRELU_SLOPE = 0.2
+_LRELU_GAIN = math.sqrt(2.0)
+_KARRAS_EPS = 1e-8  # PixelNorm, minibatch stddev (both references)
+FIR_TAPS = (1.0, 3.0, 3.0, 1.0)  # StyleGAN2's resampling filter, per axis
+
+
+def activate(x: tf.Tensor, activation: str) -> tf.Tensor:
+  """'lrelu': leaky ReLU(0.2) * sqrt(2) (StyleGAN2's He gain after the activation); 'linear': x."""
+  if activation == "lrelu":
+    return tf.nn.leaky_relu(x, alpha=_LRELU_SLOPE) * tf.cast(_LRELU_GAIN, x.dtype)
+  return x
+
+
+def _fir_1d(x: tf.Tensor, axis: int, pad0: int, pad1: int, gain: float) -> tf.Tensor:
+  """Correlates axis ``axis`` of x with FIR_TAPS * gain / 8, zero-padded.
+
+  Output length along ``axis``: n + pad0 + pad1 - 3. Four shifted slices
+  instead of a convolution: the gradient (and its gradient) compile under XLA
+  on CPU.
+  """
+  taps = [gain * t / sum(FIR_TAPS) for t in FIR_TAPS]
+  paddings = [[0, 0]] * x.shape.rank
+  paddings[axis] = [pad0, pad1]
+  x = tf.pad(x, paddings)
+  out = None
+  for j, tap in enumerate(taps):
+    index = [slice(None)] * x.shape.rank
+    end = j - (len(taps) - 1)
+    index[axis] = slice(j, end if end else None)
+    term = x[tuple(index)] * tf.cast(tap, x.dtype)
+    out = term if out is None else out + term
+  return out
+
+
+def fir_blur_2d(x: tf.Tensor, pad0: int, pad1: int, axis_gain: float = 1.0) -> tf.Tensor:
+  """StyleGAN2's separable [1, 3, 3, 1] low-pass filter over H and W of [B, H, W, C].
+
+  Each axis is zero-padded by (pad0, pad1) and filtered with the taps
+  normalized to sum ``axis_gain`` (2 per axis for the x2 upsampling's gain 4).
+  Output: [B, H + pad0 + pad1 - 3, W + pad0 + pad1 - 3, C].
+  """
+  return _fir_1d(_fir_1d(x, 1, pad0, pad1, axis_gain), 2, pad0, pad1, axis_gain)
+
+
+class PrunableLayerMixin:
+  """TFMOT's ``PrunableLayer`` protocol from two lists of weight attribute names.
+
+  ``_connections``: the weights Re-GAN prunes (kernels). ``_other_trainable``:
+  the rest of the trainable weights, prunable only when the layer's
+  ``prune_all`` is set (Re-GAN's StyleGAN2 code prunes every parameter). A layer
+  without weights returns ``[]``: TFMOT then wraps it in an empty wrapper
+  instead of refusing a whole-model ``prune_low_magnitude``.
+  """
+
+  _connections: Tuple[str, ...] = ()
+  _other_trainable: Tuple[str, ...] = ()
+  prune_all: bool = False
+
+  def get_prunable_weights(self) -> List[tf.Variable]:
+    names = self._connections + (self._other_trainable if self.prune_all else ())
+    return [getattr(self, n) for n in names if getattr(self, n, None) is not None]
+
+
+def check_odd_kernel_size(owner: str, kernel_size: Any) -> int:
+  """``kernel_size`` (an int, or equal ints) as an odd int >= 1; 'same' padding must be centred."""
+  if isinstance(kernel_size, (tuple, list)) and len(set(kernel_size)) == 1:
+    kernel_size = kernel_size[0]
+  if (not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size < 1
+      or kernel_size % 2 != 1):
+    raise ValueError(f"{owner}: kernel_size={kernel_size!r} must be an odd integer ('same' "
+                     "padding is centred); ProGAN and StyleGAN2 use 3 and 1.")
+  return kernel_size
+
+
+def _check_gain(owner: str, arg: str, value: Any, fix: str) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    raise ValueError(f"{owner}: {arg}={value!r} must be a number > 0; {fix}")
+  return float(value)
+
+
+@keras.saving.register_keras_serializable(package="regan_tf")
+class PixelNorm(PrunableLayerMixin, keras.layers.Layer):
+  """Normalizes the last axis to unit mean square: ``x / sqrt(mean_c(x^2) + 1e-8)``.
+
+  ProGAN's pixelwise feature normalization (every pixel's feature vector, after
+  each generator conv) and StyleGAN's normalization of z (ada's
+  ``normalize_2nd_moment``). Computed in float32 (squares overflow float16
+  quickly), returned in the input dtype. No weights.
+
+  Input: [..., C]; output: same shape.
+  """
+
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
+    x = tf.cast(inputs, tf.float32)
+    x = x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), axis=-1, keepdims=True) + _KARRAS_EPS)
+    return tf.cast(x, inputs.dtype)
+
+  def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
+    return tf.TensorShape(input_shape)
+
+
+@keras.saving.register_keras_serializable(package="regan_tf")
+class MinibatchStdDev(PrunableLayerMixin, keras.layers.Layer):
+  """Appends the minibatch standard deviation as extra feature maps (Karras et al. 2018, Sec. 3).
+
+  The batch of B splits into M = B / G groups of G = min(group_size, B)
+  examples, example ``b`` in group ``b mod M`` (the references' reshape to
+  [G, M, ...]), and the channels into ``num_features`` parts. For each group
+  and part: the standard deviation over the group's G examples of every
+  feature and pixel (``sqrt(var + 1e-8)``, population variance), averaged over
+  the pixels and the part's channels to one number, appended as a constant
+  feature map to each of the group's examples. B must be divisible by G.
+  Computed in float32. No weights.
+
+  Args:
+    group_size: G, >= 1 (ProGAN and rosinality's StyleGAN2: 4).
+    num_features: appended maps, >= 1; must divide the channels (1 in both
+      references' default configurations).
+
+  Input: [B, H, W, C]; output: [B, H, W, C + num_features].
+  """
+
+  def __init__(self, group_size: int = 4, num_features: int = 1, **kwargs: Any):
+    super().__init__(**kwargs)
+    check_positive_int("MinibatchStdDev", "group_size", group_size,
+                       "pass group_size=4 (the references).")
+    check_positive_int("MinibatchStdDev", "num_features", num_features,
+                       "pass num_features=1 (the references).")
+    self.group_size = group_size
+    self.num_features = num_features
+    self.input_spec = keras.layers.InputSpec(ndim=4)
+
+  def build(self, input_shape: Any) -> None:
+    channels = tf.TensorShape(input_shape)[-1]
+    if channels is not None and channels % self.num_features:
+      raise ValueError(f"MinibatchStdDev {self.name!r}: {channels} channels are not divisible "
+                       f"by num_features={self.num_features}; pass a divisor of {channels}.")
+    super().build(input_shape)
+
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
+    static_batch = inputs.shape[0]
+    if static_batch is not None:
+      group = min(self.group_size, static_batch)
+      if static_batch % group:
+        raise ValueError(f"MinibatchStdDev {self.name!r}: batch size {static_batch} is not "
+                         f"divisible by the group size min(group_size={self.group_size}, batch) = "
+                         f"{group}; use a per-replica batch that is a multiple of {group}.")
+    shape = tf.shape(inputs)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    group = tf.minimum(self.group_size, batch)
+    f = self.num_features
+    y = tf.reshape(tf.cast(inputs, tf.float32),
+                   tf.stack([group, -1, height, width, f, channels // f]))
+    y = y - tf.reduce_mean(y, axis=0, keepdims=True)
+    y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=0) + _KARRAS_EPS)  # [M, H, W, F, C/F]
+    y = tf.reduce_mean(y, axis=[1, 2, 4])  # [M, F]
+    # Example b = g * M + m gets group m's statistics.
+    y = tf.tile(y[:, tf.newaxis, tf.newaxis, :], tf.stack([group, height, width, 1]))
+    y.set_shape(inputs.shape[:-1].concatenate([f]))
+    return tf.concat([inputs, tf.cast(y, inputs.dtype)], axis=-1)
+
+  def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
+    b, h, w, c = tf.TensorShape(input_shape).as_list()
+    return tf.TensorShape([b, h, w, None if c is None else c + self.num_features])
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**super().get_config(), "group_size": self.group_size,
+            "num_features": self.num_features}
+
+
+@keras.saving.register_keras_serializable(package="regan_tf")
+class EqualizedDense(PrunableLayerMixin, keras.layers.Layer):
+  """Dense layer with equalized learning rate (Karras et al., ProGAN, ICLR 2018).
+
+  ``y = act(x @ (W * weight_scale) + b * lr_multiplier)`` with
+  ``weight_scale = gain * lr_multiplier / sqrt(in)``. The stored kernel
+  ``W`` [in, units] is drawn from N(0, 1 / lr_multiplier^2) and the stored bias
+  starts at ``bias_init``; the runtime scaling makes Adam's per-weight step
+  sizes equal across layers (the lr multiplier makes them ``lr_multiplier``
+  times smaller: StyleGAN's mapping network uses 0.01).
+  The kernel variable is read in ``call`` (nothing cached), so a weight that
+  Re-GAN or TFMOT masks in place is zero in the next forward pass.
+
+  ``gain`` is the He gain folded into the weights (ProGAN: sqrt(2) before a
+  leaky ReLU, 1 for a linear output); StyleGAN2 keeps it at 1 and applies the
+  sqrt(2) after the activation instead (``activation='lrelu'``).
+
+  Connections (``get_prunable_weights``): ``kernel``; with ``prune_all`` also
+  ``bias``.
+
+  Args:
+    units: output width.
+    gain: He gain, > 0.
+    lr_multiplier: learning-rate multiplier, > 0.
+    activation: 'linear' or 'lrelu' (leaky ReLU 0.2, times sqrt(2)).
+    use_bias: add a bias.
+    bias_init: initial stored bias (StyleGAN2's style affines start at 1).
+    reshape: optional output shape without the batch, e.g. ``(4, 4, 512)``;
+      its product must equal ``units``. The output is reshaped to it and the
+      bias has one entry per *last* axis (per channel), as ProGAN's first
+      generator layer. Needs a [B, in] input.
+    prune_all: also expose the bias to pruning.
+    **kwargs: ``keras.layers.Layer`` arguments (name, dtype).
+
+  Input: [..., in]; output: [..., units], or [B, *reshape].
+  """
+
+  _connections = ("kernel",)
+  _other_trainable = ("bias",)
+
+  def __init__(self, units: int, *, gain: float = 1.0, lr_multiplier: float = 1.0,
+               activation: str = "linear", use_bias: bool = True, bias_init: float = 0.0,
+               reshape: Optional[Sequence[int]] = None, prune_all: bool = False, **kwargs: Any):
+    super().__init__(**kwargs)
+    owner = type(self).__name__
+    check_positive_int(owner, "units", units, "pass the output width, e.g. units=512.")
+    if reshape is not None:
+      reshape = tuple(reshape)
+      if not all(isinstance(d, int) and d > 0 for d in reshape) or math.prod(reshape) != units:
+        raise ValueError(f"{owner}: reshape={reshape!r} must be positive integers whose "
+                         f"product is units={units}; e.g. units=4*4*512 with reshape=(4, 4, 512).")
+    self.gain = _check_gain(owner, "gain", gain, "pass sqrt(2) (ProGAN's hidden layers) or 1.0.")
+    self.lr_multiplier = _check_gain(owner, "lr_multiplier", lr_multiplier,
+                                     "pass 1.0, or 0.01 for StyleGAN's mapping network.")
+    check_choice(owner, "activation", activation, ACTIVATIONS)
+    self.units = units
+    self.activation = activation
+    self.use_bias = bool(use_bias)
+    self.bias_init = float(bias_init)
+    self.reshape = reshape
+    self.prune_all = bool(prune_all)
+    self.bias = None
+    self.weight_scale: Optional[float] = None
+
+  def build(self, input_shape: Any) -> None:
+    shape = tf.TensorShape(input_shape)
+    if shape.rank is None or shape[-1] is None:
+      raise ValueError(f"{type(self).__name__} {self.name!r}: the last input axis must be known, "
+                       f"got input shape {input_shape}.")
+    if self.reshape and shape.rank != 2:
+      raise ValueError(f"{type(self).__name__} {self.name!r}: reshape={self.reshape} needs a "
+                       f"[B, in] input, got shape {shape}; flatten first.")
+    fan_in = int(shape[-1])
+    self.weight_scale = self.gain * self.lr_multiplier / math.sqrt(fan_in)
+    self.kernel = self.add_weight(
+        "kernel", shape=[fan_in, self.units],
+        initializer=keras.initializers.RandomNormal(0.0, 1.0 / self.lr_multiplier))
+    if self.use_bias:
+      self.bias = self.add_weight("bias", shape=[self.reshape[-1] if self.reshape else self.units],
+                                  initializer=keras.initializers.Constant(self.bias_init))
+    self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: fan_in})
+    super().build(input_shape)
+
+  def _dense(self, x: tf.Tensor) -> tf.Tensor:
+    # Read the variable now: pruning masks it in place between calls.
+    y = tf.matmul(x, self.kernel * tf.cast(self.weight_scale, x.dtype))
+    if self.reshape:
+      y = tf.reshape(y, [-1, *self.reshape])
+    if self.bias is not None:
+      bias = self.bias if self.lr_multiplier == 1.0 else self.bias * self.lr_multiplier
+      y = tf.nn.bias_add(y, tf.cast(bias, y.dtype))
+    return activate(y, self.activation)
+
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
+    return self._dense(inputs)
+
+  def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
+    shape = tf.TensorShape(input_shape)
+    if self.reshape:
+      return tf.TensorShape([shape[0], *self.reshape])
+    return shape[:-1].concatenate([self.units])
+
+  def forward_flops(self, input_shape: Any, output_shape: Any) -> int:
+    """Per-image FLOPs of the connections (``regan_tf.flops``): 2 * in * units per row.
+
+    Connections only, as StyleGAN2's modulated layers count: the bias add is
+    not pruned, so it stays out of the figure Re-GAN scales by density.
+    """
+    del output_shape
+    rows = math.prod(int(d) for d in input_shape[1:-1])
+    return 2 * int(input_shape[-1]) * self.units * rows
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**super().get_config(), "units": self.units, "gain": self.gain,
+            "lr_multiplier": self.lr_multiplier, "activation": self.activation,
+            "use_bias": self.use_bias, "bias_init": self.bias_init,
+            "reshape": None if self.reshape is None else list(self.reshape),
+            "prune_all": self.prune_all}
+
+
+@keras.saving.register_keras_serializable(package="regan_tf")
+class EqualizedConv2D(PrunableLayerMixin, keras.layers.Layer):
+  """Convolution with equalized learning rate, optionally FIR-downsampling.
+
+  ``y = act(conv(x, W * weight_scale) + b) * output_gain`` with
+  ``weight_scale = gain / sqrt(k * k * in)``; the stored kernel
+  [k, k, in, filters] ~ N(0, 1), the bias starts at zero. Stride 1 and 'same'
+  padding; with ``down=True`` StyleGAN2's downsampling instead:
+  :func:`fir_blur_2d` (padding ((p+1)//2, p//2), p = 2 + (k - 1)) then a
+  stride-2 'valid' convolution (rosinality's ``ConvLayer(downsample=True)``).
+  As :class:`EqualizedDense`, the kernel is read in ``call``.
+
+  ``gain`` is ProGAN's He gain in the weights (sqrt(2) for hidden layers, 1 for
+  to_rgb); ``output_gain`` is StyleGAN2's multiplier after the activation
+  (sqrt(1/2) on both branches of a residual block).
+
+  Connections (``get_prunable_weights``): ``kernel``.
+
+  Args:
+    filters: output channels.
+    kernel_size: odd int (ProGAN 3 and 1; StyleGAN2's D 3 and 1).
+    gain: He gain, > 0.
+    down: downsample x2.
+    use_bias: add a bias.
+    activation: 'linear' or 'lrelu' (leaky ReLU 0.2, times sqrt(2)).
+    output_gain: multiplier of the output, > 0.
+    **kwargs: ``keras.layers.Layer`` arguments (name, dtype).
+
+  Input: [B, H, W, in]; output: [B, H', W', filters], H' = H/2 with ``down``.
+  """
+
+  _connections = ("kernel",)
+
+  def __init__(self, filters: int, kernel_size: int, *, gain: float = 1.0, down: bool = False,
+               use_bias: bool = True, activation: str = "linear", output_gain: float = 1.0,
+               **kwargs: Any):
+    super().__init__(**kwargs)
+    owner = type(self).__name__
+    check_positive_int(owner, "filters", filters, "pass the output channels.")
+    kernel_size = check_odd_kernel_size(owner, kernel_size)
+    self.gain = _check_gain(owner, "gain", gain, "pass sqrt(2) (ProGAN's hidden layers) or 1.0.")
+    self.output_gain = _check_gain(owner, "output_gain", output_gain,
+                                   "pass 1.0, or sqrt(0.5) for a residual branch.")
+    check_choice(owner, "activation", activation, ACTIVATIONS)
+    self.filters = filters
+    self.kernel_size = kernel_size
+    self.down = bool(down)
+    self.use_bias = bool(use_bias)
+    self.activation = activation
+    self.bias = None
+    self.weight_scale: Optional[float] = None
+
+  def build(self, input_shape: Any) -> None:
+    shape = tf.TensorShape(input_shape)
+    if shape.rank != 4 or shape[-1] is None:
+      raise ValueError(f"{type(self).__name__} {self.name!r}: expects [B, H, W, C] with known C, "
+                       f"got input shape {input_shape}.")
+    if self.down and any(d is not None and d % 2 for d in shape[1:3]):
+      raise ValueError(f"{self.name}: down=True needs even height and width; got {shape}.")
+    k, fan_in = self.kernel_size, int(shape[-1])
+    self.weight_scale = self.gain / math.sqrt(k * k * fan_in)
+    self.kernel = self.add_weight("kernel", shape=(k, k, fan_in, self.filters),
+                                  initializer=keras.initializers.RandomNormal(0.0, 1.0))
+    if self.use_bias:
+      self.bias = self.add_weight("bias", shape=(self.filters,), initializer="zeros")
+    self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: fan_in})
+    super().build(input_shape)
+
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
+    # Read the variable now: pruning masks it in place between calls.
+    weight = self.kernel * tf.cast(self.weight_scale, inputs.dtype)
+    if self.down:
+      p = len(FIR_TAPS) - 2 + (self.kernel_size - 1)
+      y = tf.nn.conv2d(fir_blur_2d(inputs, (p + 1) // 2, p // 2), weight, strides=2,
+                       padding="VALID")
+    else:
+      y = tf.nn.conv2d(inputs, weight, strides=1, padding="SAME")
+    if self.bias is not None:
+      y = tf.nn.bias_add(y, tf.cast(self.bias, y.dtype))
+    y = activate(y, self.activation)
+    if self.output_gain != 1.0:
+      y = y * tf.cast(self.output_gain, y.dtype)
+    return y
+
+  def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
+    b, h, w, _ = tf.TensorShape(input_shape).as_list()
+    half = lambda d: None if d is None else d // 2  # noqa: E731
+    return tf.TensorShape([b, half(h), half(w), self.filters] if self.down
+                          else [b, h, w, self.filters])
+
+  def forward_flops(self, input_shape: Any, output_shape: Any) -> int:
+    """Per-image FLOPs of the connections: 2 * k * k * in * filters per output position.
+
+    As :meth:`EqualizedDense.forward_flops`: no bias add, and the FIR filter of
+    ``down`` is not a connection either.
+    """
+    positions = int(output_shape[1]) * int(output_shape[2])
+    return 2 * self.kernel_size**2 * int(input_shape[-1]) * self.filters * positions
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+            "gain": self.gain, "down": self.down, "use_bias": self.use_bias,
+            "activation": self.activation, "output_gain": self.output_gain}

@@ -8,7 +8,7 @@ Stability, and Variation" (ICLR 2018), as its official TensorFlow code builds it
 Reconfiguration", CVPR 2023; github.com/IntellicentAI-Lab/Re-GAN, ``ProGAN/``)
 trains a PyTorch port of it on CIFAR-10 (stages 4, 8, 16, 32 for 2, 2, 2, 8 epochs,
 batches 128, 128, 128, 64, each stage fading in over its whole length; see
-:class:`GrowthSchedule`) and prunes the generator in the final (32x32) stage only.
+:class:`regan_tf.progressive.GrowthSchedule`) and prunes the generator in the final (32x32) stage only.
 
 Widths: ``nf(i) = min(fmap_base // 2**i, fmap_max)``; the block at resolution
 ``2**k`` has ``nf(k - 1)`` channels (defaults 8192 / 512: 512 channels up to 32x32,
@@ -57,13 +57,14 @@ retrace a compiled function)::
 With alpha = 1 they compute the stage's plain network (``fade=False`` builds it
 without the skip branch). Real images enter stage ``s`` through
 :func:`stage_reals`, which also fades them, as the reference's ``process_reals``
-does. :class:`GrowthSchedule` maps a training step to ``(stage, alpha)``.
+does. :class:`regan_tf.progressive.GrowthSchedule` maps a training step to
+``(stage, alpha)``.
 
 :func:`build` returns the *final* stage's plain networks and, as
 ``GAN.progressive``, the :class:`ProGAN` itself. Without a growth schedule the
 trainer trains the final stage like any other architecture. With one
-(``train.growth = @growth``, :func:`growth_schedule`) it grows from 4x4: it
-trains :meth:`ProGAN.growing_generator` (every stage's outputs in one model, so
+(``train.growth = @growth``, :func:`regan_tf.progressive.growth_schedule`) it grows
+from 4x4: it trains :meth:`ProGAN.growing_generator` (every stage's outputs in one model, so
 Re-GAN's wrappers and the EMA copy cover all stages at once), cuts each step's
 stage out of it with :func:`stage_output`, and starts Re-GAN's warm-up at the
 final stage by default (as the Re-GAN reference prunes only there); see
@@ -129,257 +130,38 @@ n_critic 1, batch 16 (the v2 presets: 128 up to 16x16, then 64, 32, 16, 8).
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import types
 import weakref
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from regan_tf.compat import keras, tf
-from regan_tf.models import GAN, check_positive_int
+from regan_tf.models import GAN, check_builder_args
 from regan_tf.models import layers as gan_layers
+# The equalized layers, PixelNorm and minibatch stddev are shared with StyleGAN2.
+from regan_tf.models.layers import EqualizedConv2D, EqualizedDense, MinibatchStdDev, PixelNorm
 
 __all__ = [
-    "EqualizedConv2D",
-    "EqualizedDense",
     "FadeIn",
-    "GrowthSchedule",
-    "MinibatchStdDev",
-    "PixelNorm",
     "ProGAN",
     "build",
     "build_progressive",
-    "growth_schedule",
     "shared_alpha",
     "stage_output",
     "stage_reals",
 ]
 
 _SQRT2 = math.sqrt(2.0)
-_MIN_SIZE, _MAX_SIZE = 8, 1024
+IMAGE_SIZES = tuple(2**k for k in range(3, 11))  # 8 .. 1024
 _OUTPUT_ACTIVATIONS = ("tanh", "linear")
 _LRELU_SLOPE = 0.2
-_EPSILON = 1e-8  # PixelNorm and minibatch stddev, as the reference
 _PACKAGE = "regan_tf.progan"
 
 
-def _unit_normal() -> keras.initializers.Initializer:
-  return keras.initializers.RandomNormal(mean=0.0, stddev=1.0)
-
-
 # ----------------------------------------------------------------------------
-# Layers
+# Fade-in
 # ----------------------------------------------------------------------------
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class EqualizedDense(keras.layers.Dense):
-  """Dense layer with ProGAN's equalized learning rate.
-
-  The kernel [in, units] is drawn from N(0, 1) and multiplied in every call by
-  ``weight_scale = gain / sqrt(in)``; the bias starts at zero. The kernel
-  variable is read in ``call`` (nothing is cached), so a weight that Re-GAN or
-  TFMOT masks in place is zero in the next forward pass. Implements TFMOT's
-  ``PrunableLayer`` protocol: ``get_prunable_weights() -> [kernel]``. A
-  ``keras.layers.Dense`` subclass, so the library's FLOPs accounting counts it.
-
-  Args:
-    units: output width.
-    gain: He gain (sqrt(2) for layers followed by leaky ReLU, 1 for linear outputs).
-    use_bias: add a bias.
-    reshape: optional output shape without the batch, e.g. ``(4, 4, 512)``; its
-      product must equal ``units``. The output is reshaped to it and the bias
-      has one entry per *last* axis (per channel), as the reference's first
-      generator layer (dense to 4x4, then a per-channel bias).
-    **kwargs: ``keras.layers.Layer`` arguments (name, dtype).
-
-  Input: [B, in] (flatten first); output: [B, units] or [B, *reshape].
-  """
-
-  def __init__(self, units: int, *, gain: float = _SQRT2, use_bias: bool = True,
-               reshape: Optional[Sequence[int]] = None, **kwargs: Any):
-    check_positive_int("EqualizedDense", "units", units, "pass the output width, e.g. units=512.")
-    if reshape is not None:
-      reshape = tuple(reshape)
-      if not all(isinstance(d, int) and d > 0 for d in reshape) or math.prod(reshape) != units:
-        raise ValueError(f"EqualizedDense: reshape={reshape!r} must be positive integers whose "
-                         f"product is units={units}; e.g. units=4*4*512 with reshape=(4, 4, 512).")
-    if not gain > 0:
-      raise ValueError(f"EqualizedDense: gain={gain!r} must be > 0; pass sqrt(2) (hidden layers) "
-                       "or 1.0 (linear outputs).")
-    super().__init__(units, use_bias=use_bias, kernel_initializer=_unit_normal(),
-                     bias_initializer="zeros", **kwargs)
-    self.gain = float(gain)
-    self.reshape = reshape
-    self.weight_scale: Optional[float] = None
-
-  def build(self, input_shape: Any) -> None:
-    fan_in = tf.TensorShape(input_shape)[-1]
-    if fan_in is None:
-      raise ValueError(f"EqualizedDense {self.name!r}: the last input axis must be known, got "
-                       f"input shape {input_shape}.")
-    fan_in = int(fan_in)
-    self.kernel = self.add_weight("kernel", shape=[fan_in, self.units],
-                                  initializer=self.kernel_initializer, dtype=self.dtype,
-                                  trainable=True)
-    bias_shape = [self.reshape[-1] if self.reshape else self.units]
-    self.bias = (self.add_weight("bias", shape=bias_shape, initializer=self.bias_initializer,
-                                 dtype=self.dtype, trainable=True) if self.use_bias else None)
-    self.weight_scale = self.gain / math.sqrt(fan_in)
-    self.input_spec = keras.layers.InputSpec(ndim=2, axes={-1: fan_in})
-    self.built = True
-
-  def call(self, inputs: tf.Tensor) -> tf.Tensor:
-    # Read the variable now: pruning masks it in place between calls.
-    outputs = tf.matmul(inputs, self.kernel * self.weight_scale)
-    if self.reshape:
-      outputs = tf.reshape(outputs, [-1, *self.reshape])
-    if self.use_bias:
-      outputs = tf.nn.bias_add(outputs, self.bias)
-    return outputs
-
-  def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
-    batch = tf.TensorShape(input_shape)[0]
-    return tf.TensorShape([batch, *(self.reshape or (self.units,))])
-
-  def get_prunable_weights(self) -> List[tf.Variable]:
-    return [self.kernel]
-
-  def get_config(self) -> Dict[str, Any]:
-    # Layer's config, not Dense's: the initializers are fixed by the method.
-    return {**keras.layers.Layer.get_config(self), "units": self.units, "gain": self.gain,
-            "use_bias": self.use_bias, "reshape": None if self.reshape is None else list(self.reshape)}
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class EqualizedConv2D(keras.layers.Conv2D):
-  """Stride-1 'same' Conv2D with ProGAN's equalized learning rate.
-
-  Kernel [k, k, in, filters] ~ N(0, 1), multiplied in every call by
-  ``weight_scale = gain / sqrt(k * k * in)``; bias zero. As
-  :class:`EqualizedDense`, the kernel is read in ``call`` and
-  ``get_prunable_weights()`` returns it (TFMOT's ``PrunableLayer`` protocol).
-
-  Args:
-    filters: output channels.
-    kernel_size: odd int (1 or 3 in ProGAN).
-    gain: He gain (sqrt(2); 1 for to_rgb).
-    use_bias: add a bias.
-    **kwargs: ``keras.layers.Layer`` arguments (name, dtype).
-
-  Input: [B, H, W, in]; output: [B, H, W, filters].
-  """
-
-  def __init__(self, filters: int, kernel_size: int, *, gain: float = _SQRT2,
-               use_bias: bool = True, **kwargs: Any):
-    check_positive_int("EqualizedConv2D", "filters", filters, "pass the output channels.")
-    if isinstance(kernel_size, (tuple, list)) and len(set(kernel_size)) == 1:
-      kernel_size = kernel_size[0]
-    if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size % 2 != 1:
-      raise ValueError(f"EqualizedConv2D: kernel_size={kernel_size!r} must be an odd integer "
-                       "('same' padding is centred); ProGAN uses 3 and 1.")
-    if not gain > 0:
-      raise ValueError(f"EqualizedConv2D: gain={gain!r} must be > 0; pass sqrt(2) (hidden "
-                       "layers) or 1.0 (to_rgb).")
-    super().__init__(filters, kernel_size, strides=1, padding="same", use_bias=use_bias,
-                     kernel_initializer=_unit_normal(), bias_initializer="zeros", **kwargs)
-    self.gain = float(gain)
-    self.weight_scale: Optional[float] = None
-
-  def build(self, input_shape: Any) -> None:
-    super().build(input_shape)
-    kh, kw, cin, _ = self.kernel.shape
-    self.weight_scale = self.gain / math.sqrt(int(kh) * int(kw) * int(cin))
-
-  def call(self, inputs: tf.Tensor) -> tf.Tensor:
-    # Read the variable now: pruning masks it in place between calls.
-    outputs = self.convolution_op(inputs, self.kernel * self.weight_scale)
-    if self.use_bias:
-      outputs = tf.nn.bias_add(outputs, self.bias)
-    return outputs
-
-  def get_prunable_weights(self) -> List[tf.Variable]:
-    return [self.kernel]
-
-  def get_config(self) -> Dict[str, Any]:
-    return {**keras.layers.Layer.get_config(self), "filters": self.filters,
-            "kernel_size": self.kernel_size[0], "gain": self.gain, "use_bias": self.use_bias}
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class PixelNorm(keras.layers.Layer):
-  """Pixelwise feature normalization: ``x / sqrt(mean_c(x^2) + 1e-8)``.
-
-  Every pixel's feature vector gets unit mean square over the channels (the
-  last axis). Computed in float32 (squares overflow float16 quickly), returned
-  in the input dtype. Input: [..., C]; output: same shape.
-  """
-
-  def call(self, inputs: tf.Tensor) -> tf.Tensor:
-    x = tf.cast(inputs, tf.float32)
-    x = x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), axis=-1, keepdims=True) + _EPSILON)
-    return tf.cast(x, inputs.dtype)
-
-  def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
-    return tf.TensorShape(input_shape)
-
-  def get_config(self) -> Dict[str, Any]:
-    return super().get_config()
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class MinibatchStdDev(keras.layers.Layer):
-  """Appends the minibatch standard deviation as one feature map (Karras et al. Sec. 3).
-
-  The batch of B splits into M = B / G groups of G = min(group_size, B) examples,
-  example ``b`` in group ``b mod M`` (the reference's reshape to [G, M, ...]).
-  For each group: the standard deviation over its G examples of every feature
-  and pixel (``sqrt(var + 1e-8)``, population variance), averaged over
-  features and pixels to one number, which is appended as a constant feature
-  map to each of the group's examples. B must be divisible by G. Computed in
-  float32.
-
-  Args:
-    group_size: G, >= 2 (reference 4).
-
-  Input: [B, H, W, C]; output: [B, H, W, C + 1].
-  """
-
-  def __init__(self, group_size: int = 4, **kwargs: Any):
-    super().__init__(**kwargs)
-    if not isinstance(group_size, int) or isinstance(group_size, bool) or group_size < 2:
-      raise ValueError(f"MinibatchStdDev: group_size={group_size!r} must be an integer >= 2; "
-                       "pass group_size=4 (the reference).")
-    self.group_size = group_size
-    self.input_spec = keras.layers.InputSpec(ndim=4)
-
-  def call(self, inputs: tf.Tensor) -> tf.Tensor:
-    static_batch = inputs.shape[0]
-    if static_batch is not None:
-      group = min(self.group_size, static_batch)
-      if static_batch % group:
-        raise ValueError(f"MinibatchStdDev {self.name!r}: batch size {static_batch} is not "
-                         f"divisible by the group size min(group_size={self.group_size}, batch) = "
-                         f"{group}; use a per-replica batch that is a multiple of {group}.")
-    shape = tf.shape(inputs)
-    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    group = tf.minimum(self.group_size, batch)
-    y = tf.reshape(tf.cast(inputs, tf.float32), tf.stack([group, -1, height, width, channels]))
-    y = y - tf.reduce_mean(y, axis=0, keepdims=True)
-    y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=0) + _EPSILON)  # [M, H, W, C]
-    y = tf.reduce_mean(y, axis=[1, 2, 3])  # [M]
-    y = tf.tile(y, tf.expand_dims(group, 0))  # [B]: example b gets group b mod M
-    y = tf.broadcast_to(y[:, tf.newaxis, tf.newaxis, tf.newaxis],
-                        tf.stack([batch, height, width, 1]))
-    return tf.concat([inputs, tf.cast(y, inputs.dtype)], axis=-1)
-
-  def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
-    b, h, w, c = tf.TensorShape(input_shape).as_list()
-    return tf.TensorShape([b, h, w, None if c is None else c + 1])
-
-  def get_config(self) -> Dict[str, Any]:
-    return {**super().get_config(), "group_size": self.group_size}
 
 
 # Fade-in variables by key, so that a clone of a fading model (keras.models.clone_model,
@@ -505,16 +287,6 @@ def stage_reals(images: tf.Tensor, stage: int, alpha: Union[float, tf.Tensor]) -
 # ----------------------------------------------------------------------------
 
 
-def _check_image_size(where: str, image_size: Any) -> None:
-  ok = (isinstance(image_size, int) and not isinstance(image_size, bool)
-        and _MIN_SIZE <= image_size <= _MAX_SIZE and image_size & (image_size - 1) == 0)
-  if not ok:
-    allowed = ", ".join(str(2**k) for k in range(3, 11))
-    raise ValueError(f"{where}: image_size={image_size!r} must be a power of two from {_MIN_SIZE} "
-                     f"to {_MAX_SIZE} ({allowed}); resize the data to one (32 for CIFAR-10, "
-                     "64-256 for few-shot folders).")
-
-
 class ProGAN(tf.Module):
   """All layers of a progressive GAN, and its per-stage generators and discriminators.
 
@@ -542,11 +314,9 @@ class ProGAN(tf.Module):
                mbstd_group_size: int = 4, name: str = "progan"):
     """Creates the layers of every stage. Arguments as :func:`build`."""
     where = "progan.build"
-    _check_image_size(where, image_size)
-    check_positive_int(where, "channels", channels, "pass 3 for RGB or 1 for grayscale.")
-    check_positive_int(where, "z_dim", z_dim, "pass z_dim=512 (the reference).")
-    check_positive_int(where, "fmap_base", fmap_base, "pass fmap_base=8192 (the reference).")
-    check_positive_int(where, "fmap_max", fmap_max, "pass fmap_max=512 (the reference).")
+    check_builder_args(build, locals(), image_sizes=IMAGE_SIZES,
+                       resize_fix="Resize the data to one (32 for CIFAR-10, 64-256 for few-shot folders).",
+                       positive=("fmap_base", "fmap_max"))
     if output_activation not in _OUTPUT_ACTIVATIONS:
       raise ValueError(f"{where}: output_activation={output_activation!r} is not one of "
                        f"{_OUTPUT_ACTIVATIONS}; pass 'tanh' (images in [-1, 1], the Re-GAN "
@@ -596,45 +366,50 @@ class ProGAN(tf.Module):
   def _resolutions(self) -> List[int]:
     return [4 * 2**s for s in range(self.num_stages)]
 
-  def _make_generator_layers(self) -> Dict[str, keras.layers.Layer]:
+  @staticmethod
+  def _built_layers(make: Callable[[Callable[..., None]], None]) -> Dict[str, keras.layers.Layer]:
+    """The layers ``make(add)`` passes to ``add(layer, input_shape)``, built in that order, by name."""
     made: Dict[str, keras.layers.Layer] = {}
 
     def add(layer: keras.layers.Layer, input_shape: Tuple[Optional[int], ...]) -> None:
-      layer.build(input_shape)
+      layer.build(input_shape)  # now, so that a seeded run draws the same weights
       made[layer.name] = layer
 
+    make(add)
+    return made
+
+  def _make_generator_layers(self) -> Dict[str, keras.layers.Layer]:
+    return self._built_layers(self._generator_layers)
+
+  def _make_discriminator_layers(self) -> Dict[str, keras.layers.Layer]:
+    return self._built_layers(self._discriminator_layers)
+
+  def _generator_layers(self, add: Callable[..., None]) -> None:
     f4 = self._width(4)
     add(EqualizedDense(16 * f4, gain=_SQRT2 / 4, reshape=(4, 4, f4), name="b4_dense"),
         (None, self.z_dim))
-    add(EqualizedConv2D(f4, 3, name="b4_conv"), (None, 4, 4, f4))
+    add(EqualizedConv2D(f4, 3, gain=_SQRT2, name="b4_conv"), (None, 4, 4, f4))
     for r in self._resolutions()[1:]:
       cin, cout = self._width(r // 2), self._width(r)
-      add(EqualizedConv2D(cout, 3, name=f"b{r}_conv0"), (None, r, r, cin))
-      add(EqualizedConv2D(cout, 3, name=f"b{r}_conv1"), (None, r, r, cout))
+      add(EqualizedConv2D(cout, 3, gain=_SQRT2, name=f"b{r}_conv0"), (None, r, r, cin))
+      add(EqualizedConv2D(cout, 3, gain=_SQRT2, name=f"b{r}_conv1"), (None, r, r, cout))
     for r in self._resolutions():
       add(EqualizedConv2D(self.channels, 1, gain=1.0, name=f"to_rgb_{r}"),
           (None, r, r, self._width(r)))
-    return made
 
-  def _make_discriminator_layers(self) -> Dict[str, keras.layers.Layer]:
-    made: Dict[str, keras.layers.Layer] = {}
-
-    def add(layer: keras.layers.Layer, input_shape: Tuple[Optional[int], ...]) -> None:
-      layer.build(input_shape)
-      made[layer.name] = layer
-
+  def _discriminator_layers(self, add: Callable[..., None]) -> None:
     for r in self._resolutions():
-      add(EqualizedConv2D(self._width(r), 1, name=f"from_rgb_{r}"), (None, r, r, self.channels))
+      add(EqualizedConv2D(self._width(r), 1, gain=_SQRT2, name=f"from_rgb_{r}"),
+          (None, r, r, self.channels))
     for r in self._resolutions()[1:]:
       cin, cout = self._width(r), self._width(r // 2)
-      add(EqualizedConv2D(cin, 3, name=f"b{r}_conv0"), (None, r, r, cin))
-      add(EqualizedConv2D(cout, 3, name=f"b{r}_conv1"), (None, r, r, cin))
+      add(EqualizedConv2D(cin, 3, gain=_SQRT2, name=f"b{r}_conv0"), (None, r, r, cin))
+      add(EqualizedConv2D(cout, 3, gain=_SQRT2, name=f"b{r}_conv1"), (None, r, r, cin))
     f4 = self._width(4)
     extra = 1 if self.mbstd_group_size else 0
-    add(EqualizedConv2D(f4, 3, name="b4_conv"), (None, 4, 4, f4 + extra))
-    add(EqualizedDense(self.nf(0), name="b4_dense"), (None, 16 * f4))
+    add(EqualizedConv2D(f4, 3, gain=_SQRT2, name="b4_conv"), (None, 4, 4, f4 + extra))
+    add(EqualizedDense(self.nf(0), gain=_SQRT2, name="b4_dense"), (None, 16 * f4))
     add(EqualizedDense(1, gain=1.0, dtype="float32", name="logits"), (None, self.nf(0)))
-    return made
 
   @property
   def generator_variables(self) -> List[tf.Variable]:
@@ -655,12 +430,7 @@ class ProGAN(tf.Module):
     resolution's image with the new block's by :attr:`alpha`; without it, the
     stage's plain network. Cached: the same call returns the same model.
     """
-    self._check_stage(stage)
-    fade = bool(fade) and stage > 0
-    key = ("generator", stage, fade)
-    if key not in self._cache.models:
-      self._cache.models[key] = self._build_generator(stage, fade)
-    return self._cache.models[key]
+    return self._stage_model(self._build_generator, stage, fade)
 
   def discriminator(self, stage: int, fade: bool = True) -> keras.Model:
     """The discriminator of ``stage``: images [B, r, r, C] -> logits float32 [B, 1].
@@ -669,11 +439,17 @@ class ProGAN(tf.Module):
     the previous resolution's ``from_rgb`` of the 2x2-average-pooled input by
     :attr:`alpha`. B must be a multiple of min(mbstd_group_size, B).
     """
+    return self._stage_model(self._build_discriminator, stage, fade)
+
+  def _stage_model(self, build: Callable[[int, bool], keras.Model], stage: int,
+                   fade: bool) -> keras.Model:
+    # One model per (network, stage, fade), built on first use: every caller of a
+    # stage gets the same object (its compiled functions are not traced twice).
     self._check_stage(stage)
-    fade = bool(fade) and stage > 0
-    key = ("discriminator", stage, fade)
+    fade = bool(fade) and stage > 0  # stage 0 has nothing to fade from
+    key = (build.__name__, stage, fade)
     if key not in self._cache.models:
-      self._cache.models[key] = self._build_discriminator(stage, fade)
+      self._cache.models[key] = build(stage, fade)
     return self._cache.models[key]
 
   def _g_conv(self, x: tf.Tensor, name: str) -> tf.Tensor:
@@ -775,7 +551,7 @@ class ProGAN(tf.Module):
     suffix = "_fade" if fade else ""
     return keras.Model(images, logits, name=f"discriminator_{r}x{r}{suffix}")
 
-  def validate_schedule(self, schedule: "GrowthSchedule") -> None:
+  def validate_schedule(self, schedule: "regan_tf.progressive.GrowthSchedule") -> None:
     """Raises ValueError unless ``schedule`` has one entry per stage of this ProGAN."""
     if schedule.num_stages != self.num_stages:
       raise ValueError(f"the growth schedule has {schedule.num_stages} stages but "
@@ -860,245 +636,3 @@ def stage_output(growing: keras.Model, name: str, upsample_to: Optional[int] = N
                        f"of the output size {size}.")
     images = gan_layers.NearestUpsample2D(factor, name=f"{name}_to_{upsample_to}")(images)
   return keras.Model(growing.inputs, images, name=f"{growing.name}_{name}")
-
-
-# ----------------------------------------------------------------------------
-# Growth schedule
-# ----------------------------------------------------------------------------
-
-
-def _int_tuple(where: str, arg: str, value: Any, num_stages: Optional[int], fix: str,
-               minimum: int) -> Tuple[int, ...]:
-  if isinstance(value, int) and not isinstance(value, bool) and num_stages is not None:
-    value = (value,) * num_stages
-  if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-    raise ValueError(f"{where}: {arg}={value!r} must be a sequence of integers, one per stage; "
-                     f"{fix}")
-  out = tuple(value)
-  for v in out:
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-      raise ValueError(f"{where}: {arg}={value!r} must hold integers >= {minimum}, one per stage; "
-                       f"{fix}")
-  return out
-
-
-def _per_stage_fade(fade: Any, num_stages: int, number: Union[type, Tuple[type, ...]]) -> Any:
-  """One fade length (of type ``number``) -> ``(0, f, f, ...)``, as stage 0 never fades; else unchanged."""
-  if isinstance(fade, number) and not isinstance(fade, bool):
-    return (0,) + (fade,) * (num_stages - 1)
-  return fade
-
-
-@dataclasses.dataclass(frozen=True)
-class GrowthSchedule:
-  """When a progressive run changes stage and how far each fade-in has gone.
-
-  Counted in the trainer's steps (one step = ``n_critic`` D steps + one G
-  step). Stage ``s`` lasts ``stage_steps[s]`` steps; a stage ``s >= 1`` starts
-  with a fade-in of ``fade_steps[s]`` steps during which alpha rises linearly
-  from 0 (the previous resolution's network) to 1 (the new one), then trains
-  the plain network. Stage 0 (4x4) has nothing to fade from. After the last
-  stage's length the run stays in the last stage at alpha 1, so the final
-  stage's length may be that of the whole remaining run.
-
-  The reference (``TrainingSchedule``, counted in real images shown to D): a
-  stage of ``lod_training_kimg`` stable images, then each new resolution fades
-  in over ``lod_transition_kimg`` and trains ``lod_training_kimg`` more (600k
-  each by default, 800k for CelebA-HQ / LSUN); minibatch 128 up to 16x16, then
-  64, 32, 16, 8 (the v2 single-GPU preset). Use :meth:`from_images`. The Re-GAN
-  port trains CIFAR-10 for epochs ``(2, 2, 2, 8)`` at 4, 8, 16, 32 with batches
-  ``(128, 128, 128, 64)`` and fades over each whole stage (its alpha starts at
-  1/epochs, as it counts epochs from 1, and reaches 1 at the start of the
-  last epoch); :meth:`from_epochs` with ``fade_epochs=(0, 2, 2, 8)`` is the
-  nearest linear schedule.
-
-  Attributes:
-    stage_steps: steps of each stage, fade-in included, >= 1 each.
-    fade_steps: fade-in steps at the start of each stage; ``fade_steps[0]``
-      must be 0 and ``fade_steps[s] <= stage_steps[s]``.
-    batch_sizes: global batch size of each stage (the reference shrinks it at
-      high resolution).
-  """
-  stage_steps: Tuple[int, ...]
-  fade_steps: Tuple[int, ...]
-  batch_sizes: Tuple[int, ...]
-
-  def __post_init__(self):
-    where = "GrowthSchedule"
-    stage_steps = _int_tuple(where, "stage_steps", self.stage_steps, None,
-                             "e.g. stage_steps=(1000, 2000, 2000, 4000) for 4x4 .. 32x32.", 1)
-    n = len(stage_steps)
-    if n < 1:
-      raise ValueError(f"{where}: stage_steps is empty; give one length per stage (4x4, 8x8, ...).")
-    fade_steps = _int_tuple(where, "fade_steps", self.fade_steps, None,
-                            "pass 0 for stage 0 and the fade-in length of each later stage.", 0)
-    batch_sizes = _int_tuple(where, "batch_sizes", self.batch_sizes, n,
-                             "e.g. batch_sizes=(128, 128, 128, 64), or one int for all stages.", 1)
-    for arg, values in (("fade_steps", fade_steps), ("batch_sizes", batch_sizes)):
-      if len(values) != n:
-        raise ValueError(f"{where}: {arg} has {len(values)} entries but stage_steps has {n}; "
-                         "give one per stage.")
-    if fade_steps[0] != 0:
-      raise ValueError(f"{where}: fade_steps[0]={fade_steps[0]} must be 0: stage 0 (4x4) has no "
-                       "lower resolution to fade from.")
-    for s, (fade, length) in enumerate(zip(fade_steps, stage_steps)):
-      if fade > length:
-        raise ValueError(f"{where}: fade_steps[{s}]={fade} exceeds stage_steps[{s}]={length}; a "
-                         "fade-in happens within its stage. Lengthen the stage or shorten the fade.")
-    object.__setattr__(self, "stage_steps", stage_steps)
-    object.__setattr__(self, "fade_steps", fade_steps)
-    object.__setattr__(self, "batch_sizes", batch_sizes)
-
-  @classmethod
-  def from_images(cls, *, stage_images: Sequence[int], fade_images: Union[int, Sequence[int]],
-                  batch_sizes: Union[int, Sequence[int]], n_critic: int = 1) -> "GrowthSchedule":
-    """A schedule from numbers of real images shown to D, as the reference counts.
-
-    A step of stage ``s`` shows D ``batch_sizes[s] * n_critic`` reals; lengths
-    are rounded up to whole steps.
-
-    Args:
-      stage_images: images per stage, fade-in included.
-      fade_images: fade-in images per stage (stage 0: 0), or one number for
-        every stage >= 1.
-      batch_sizes: global batch per stage, or one for all.
-      n_critic: D steps per trainer step.
-    """
-    where = "GrowthSchedule.from_images"
-    check_positive_int(where, "n_critic", n_critic, "pass the trainer's n_critic (ProGAN: 1).")
-    stage_images = _int_tuple(where, "stage_images", stage_images, None,
-                              "e.g. (600_000, 1_200_000, 1_200_000, 1_200_000).", 1)
-    n = len(stage_images)
-    fade_images = _per_stage_fade(fade_images, n, int)
-    fade_images = _int_tuple(where, "fade_images", fade_images, n, "e.g. 600_000.", 0)
-    batch_sizes = _int_tuple(where, "batch_sizes", batch_sizes, n, "e.g. (128, 128, 128, 64).", 1)
-    if len(batch_sizes) != n:
-      raise ValueError(f"{where}: batch_sizes has {len(batch_sizes)} entries but stage_images has "
-                       f"{n}; give one per stage.")
-
-    def steps(images: int, batch: int) -> int:
-      return -(-images // (batch * n_critic))
-
-    return cls(stage_steps=tuple(steps(i, b) for i, b in zip(stage_images, batch_sizes)),
-               fade_steps=tuple(steps(i, b) for i, b in zip(fade_images, batch_sizes)),
-               batch_sizes=batch_sizes)
-
-  @classmethod
-  def from_epochs(cls, *, stage_epochs: Sequence[float],
-                  fade_epochs: Union[float, Sequence[float]],
-                  batch_sizes: Union[int, Sequence[int]], num_examples: int,
-                  n_critic: int = 1) -> "GrowthSchedule":
-    """A schedule in epochs of ``num_examples`` images (the Re-GAN port's unit).
-
-    One epoch shows D every example once, i.e. ``num_examples`` images.
-    """
-    where = "GrowthSchedule.from_epochs"
-    check_positive_int(where, "num_examples", num_examples, "pass the training set's size.")
-    if isinstance(stage_epochs, (str, bytes)) or not isinstance(stage_epochs, Sequence):
-      raise ValueError(f"{where}: stage_epochs={stage_epochs!r} must be a sequence of epochs, one "
-                       "per stage; e.g. stage_epochs=(2, 2, 2, 8).")
-    n = len(stage_epochs)
-    fade_epochs = _per_stage_fade(fade_epochs, n, (int, float))
-    for arg, values in (("stage_epochs", stage_epochs), ("fade_epochs", fade_epochs)):
-      if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in values):
-        raise ValueError(f"{where}: {arg}={values!r} must hold non-negative numbers of epochs, "
-                         "one per stage; e.g. stage_epochs=(2, 2, 2, 8).")
-    return cls.from_images(stage_images=[int(math.ceil(e * num_examples)) for e in stage_epochs],
-                           fade_images=[int(math.ceil(e * num_examples)) for e in fade_epochs],
-                           batch_sizes=batch_sizes, n_critic=n_critic)
-
-  @property
-  def num_stages(self) -> int:
-    return len(self.stage_steps)
-
-  @property
-  def total_steps(self) -> int:
-    """Sum of the stage lengths (the run may go on in the last stage)."""
-    return sum(self.stage_steps)
-
-  def stage_start(self, stage: int) -> int:
-    """The first step of ``stage``."""
-    if not isinstance(stage, int) or isinstance(stage, bool) or not 0 <= stage < self.num_stages:
-      raise ValueError(f"stage={stage!r} must be in 0 .. {self.num_stages - 1}.")
-    return sum(self.stage_steps[:stage])
-
-  def stage_and_alpha(self, step: int) -> Tuple[int, float]:
-    """``(stage, alpha)`` for trainer step ``step`` (0-based), a pure function of it.
-
-    Within a stage's fade-in, alpha = (step - stage_start) / fade_steps, so
-    its first step trains at alpha 0 and the step after the fade at alpha 1.
-    """
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-      raise ValueError(f"GrowthSchedule.stage_and_alpha: step={step!r} must be an integer >= 0.")
-    start = 0
-    for stage, length in enumerate(self.stage_steps):
-      if step < start + length or stage == self.num_stages - 1:
-        into, fade = step - start, self.fade_steps[stage]
-        return stage, (1.0 if into >= fade else into / fade)
-      start += length
-    raise AssertionError("unreachable")
-
-  def batch_size(self, stage: int) -> int:
-    """Global batch size of ``stage``."""
-    self.stage_start(stage)  # validates
-    return self.batch_sizes[stage]
-
-  def get_config(self) -> Dict[str, Any]:
-    """The schedule as plain lists (for logs and ``from_config``), with resolutions."""
-    return {"stage_steps": list(self.stage_steps), "fade_steps": list(self.fade_steps),
-            "batch_sizes": list(self.batch_sizes),
-            "resolutions": [4 * 2**s for s in range(self.num_stages)]}
-
-  @classmethod
-  def from_config(cls, config: Dict[str, Any]) -> "GrowthSchedule":
-    config = {k: v for k, v in config.items() if k != "resolutions"}
-    return cls(**config)
-
-
-def growth_schedule(*, num_examples: int, n_critic: int, batch_size: int,
-                    stage_steps: Optional[Sequence[int]] = None,
-                    fade_steps: Union[int, Sequence[int], None] = None,
-                    stage_epochs: Optional[Sequence[float]] = None,
-                    fade_epochs: Union[float, Sequence[float], None] = None,
-                    batch_sizes: Union[int, Sequence[int], None] = None) -> GrowthSchedule:
-  """The :class:`GrowthSchedule` of a run, in trainer steps or in epochs (gin's ``growth``).
-
-  The trainer passes ``num_examples`` (training images), ``n_critic`` and its
-  ``batch_size``; a configuration gives the lengths, either ``stage_steps``
-  and ``fade_steps`` or ``stage_epochs`` and ``fade_epochs``. A single fade
-  number applies to every stage after the first (stage 0 never fades).
-
-  Args:
-    num_examples, n_critic, batch_size: from the trainer.
-    stage_steps, fade_steps: per-stage lengths in trainer steps.
-    stage_epochs, fade_epochs: per-stage lengths in epochs of ``num_examples``
-      images shown to D (the Re-GAN ProGAN port's unit).
-    batch_sizes: the global batch of each stage (one int: all stages); None:
-      ``batch_size`` for every stage.
-
-  Raises:
-    ValueError: both or neither of the two unit pairs, or bad lengths.
-  """
-  where = "growth"
-  by_steps = stage_steps is not None or fade_steps is not None
-  by_epochs = stage_epochs is not None or fade_epochs is not None
-  if by_steps == by_epochs:
-    raise ValueError(f"{where}: give stage_steps and fade_steps, or stage_epochs and fade_epochs "
-                     "(exactly one pair); e.g. growth.stage_steps = (2000, 4000, 4000, 10000) and "
-                     "growth.fade_steps = 2000.")
-  lengths = stage_steps if by_steps else stage_epochs
-  if lengths is None or isinstance(lengths, (str, bytes)) or not isinstance(lengths, Sequence):
-    unit = "steps" if by_steps else "epochs"
-    raise ValueError(f"{where}: stage_{unit}={lengths!r} must be a sequence with one length per "
-                     f"stage (4x4, 8x8, ...); set growth.stage_{unit}.")
-  n = len(lengths)
-  if batch_sizes is None:
-    batch_sizes = batch_size
-  if by_epochs:
-    return GrowthSchedule.from_epochs(stage_epochs=stage_epochs,
-                                      fade_epochs=0 if fade_epochs is None else fade_epochs,
-                                      batch_sizes=batch_sizes, num_examples=num_examples,
-                                      n_critic=n_critic)
-  fade_steps = _per_stage_fade(0 if fade_steps is None else fade_steps, n, int)
-  return GrowthSchedule(stage_steps=tuple(stage_steps), fade_steps=fade_steps,
-                        batch_sizes=batch_sizes)

@@ -56,13 +56,16 @@ Image sizes: 32 is the reference. 48 and 64 use the same blocks from a 6x6 or
 
 from __future__ import annotations
 
+from typing import Any, Callable, Dict
+
 from regan_tf.compat import keras, tf
-from regan_tf.models import GAN, check_positive_int
+from regan_tf.models import GAN, check_builder_args
 from regan_tf.models import layers as gan_layers
 
-__all__ = ["build"]
+__all__ = ["assemble", "build", "resnet_discriminator"]
 
 _IMAGE_SIZES = (32, 48, 64)
+_RESIZE_FIX = "Resize the data, or use name='dcgan', which supports 8 to 128."
 _NUM_G_BLOCKS = 3
 
 
@@ -117,48 +120,70 @@ def _generator(image_size: int, channels: int, z_dim: int, width: int) -> keras.
   return keras.Model(z, images, name="generator")
 
 
-def _discriminator(image_size: int, channels: int, width: int,
-                   power_iterations: int) -> keras.Model:
+def resnet_discriminator(image_size: int, channels: int, width: int,
+                         conv: Callable[[int, int, str], keras.layers.Layer],
+                         logits: keras.layers.Layer) -> keras.Model:
+  """SN-GAN's ResNet discriminator, images [B, S, S, C] -> logits float32 [B, 1].
 
-  def conv(kernel_size: int, init: keras.initializers.Initializer, name: str):
-    return gan_layers.SNConv2D(width, kernel_size, padding="same", kernel_initializer=init,
-                               power_iterations=power_iterations, name=name)
+  Four residual blocks of ``width`` channels (the first "optimized": no
+  leading ReLU, its input is the image; the first two halve the resolution by
+  2x2 average pooling, with a pooled 1x1 shortcut), ReLU, global *sum* pooling
+  and ``logits``. AutoGAN's discriminator is this network with other
+  initializers, hence the factories.
+
+  Args:
+    image_size, channels: the input images.
+    width: channels of every block.
+    conv: ``conv(kernel_size, in_channels, name)`` -> a spectrally normalized
+      'same' conv with ``width`` filters (3x3 residual convs, 1x1 shortcuts).
+    logits: the final layer, [B, width] -> [B, 1], float32.
+  """
 
   def pool(name: str):
     return keras.layers.AveragePooling2D(2, name=name)
 
   images = keras.Input(shape=(image_size, image_size, channels), name="images")
-
-  # block1, "optimized" (no leading ReLU: its input is the image).
-  h = conv(3, _residual_init(), "block1_conv1")(images)
+  h = conv(3, channels, "block1_conv1")(images)
   h = keras.layers.ReLU(name="block1_relu1")(h)
-  h = conv(3, _residual_init(), "block1_conv2")(h)
+  h = conv(3, width, "block1_conv2")(h)
   h = pool("block1_pool")(h)
   s = pool("block1_shortcut_pool")(images)
-  s = conv(1, _unit_init(), "block1_shortcut")(s)
+  s = conv(1, channels, "block1_shortcut")(s)
   x = keras.layers.Add(name="block1_add")([h, s])
 
   for i, down in ((2, True), (3, False), (4, False)):
     p = f"block{i}_"
     h = keras.layers.ReLU(name=p + "relu1")(x)
-    h = conv(3, _residual_init(), p + "conv1")(h)
+    h = conv(3, width, p + "conv1")(h)
     h = keras.layers.ReLU(name=p + "relu2")(h)
-    h = conv(3, _residual_init(), p + "conv2")(h)
+    h = conv(3, width, p + "conv2")(h)
     if down:
       h = pool(p + "pool")(h)
       s = pool(p + "shortcut_pool")(x)
-      s = conv(1, _unit_init(), p + "shortcut")(s)
+      s = conv(1, width, p + "shortcut")(s)
     else:
       s = x  # same width, same resolution: identity shortcut
     x = keras.layers.Add(name=p + "add")([h, s])
 
   x = keras.layers.ReLU(name="relu")(x)
-  # Summing 64 positions in float16 risks overflow; pool (and the last layer) in float32.
+  # Summing the positions in float16 risks overflow; pool (and the last layer) in float32.
   x = gan_layers.GlobalSumPooling2D(dtype="float32", name="sum_pool")(x)
+  return keras.Model(images, logits(x), name="discriminator")
+
+
+def _discriminator(image_size: int, channels: int, width: int,
+                   power_iterations: int) -> keras.Model:
+
+  def conv(kernel_size: int, in_channels: int, name: str):
+    del in_channels  # the reference's initializers do not depend on it
+    # 3x3 residual convs: Xavier with gain sqrt(2); 1x1 shortcuts: gain 1.
+    init = _residual_init() if kernel_size == 3 else _unit_init()
+    return gan_layers.SNConv2D(width, kernel_size, padding="same", kernel_initializer=init,
+                               power_iterations=power_iterations, name=name)
+
   logits = gan_layers.SNDense(1, use_bias=False, kernel_initializer=_unit_init(),
-                              power_iterations=power_iterations, dtype="float32",
-                              name="logits")(x)
-  return keras.Model(images, logits, name="discriminator")
+                              power_iterations=power_iterations, dtype="float32", name="logits")
+  return resnet_discriminator(image_size, channels, width, conv, logits)
 
 
 def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 128,
@@ -173,26 +198,28 @@ def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 128,
     d_channels: discriminator width, every block (reference 128).
     power_iterations: spectral-norm power-iteration steps per call (reference 1).
 
-  Returns:
-    GAN with generator [B, z_dim] -> [B, S, S, C] in [-1, 1] and discriminator
-    [B, S, S, C] -> [B, 1] logits, both outputs float32.
-
-  Raises:
-    ValueError: an argument is out of range; the message says what is allowed.
+  Returns the :class:`regan_tf.models.GAN` every builder returns (images in
+  [-1, 1], float32 logits); raises ValueError naming a bad argument.
   """
-  if (isinstance(image_size, bool) or not isinstance(image_size, int)
-      or image_size not in _IMAGE_SIZES):
-    raise ValueError(f"sngan.build: image_size={image_size!r} is not supported; allowed: "
-                     f"{', '.join(map(str, _IMAGE_SIZES))}. Resize the data, or use "
-                     "name='dcgan', which supports 8 to 128.")
-  check_positive_int("sngan.build", "channels", channels, "pass 3 for RGB or 1 for grayscale.")
-  check_positive_int("sngan.build", "z_dim", z_dim, "pass z_dim=128 (the reference).")
-  check_positive_int("sngan.build", "g_channels", g_channels,
-                     "pass g_channels=256 (the reference).")
-  check_positive_int("sngan.build", "d_channels", d_channels,
-                     "pass d_channels=128 (the reference).")
-  check_positive_int("sngan.build", "power_iterations", power_iterations,
-                     "pass power_iterations=1 (the reference).")
-  return GAN(generator=_generator(image_size, channels, z_dim, g_channels),
-             discriminator=_discriminator(image_size, channels, d_channels, power_iterations),
-             z_dim=z_dim)
+  return assemble(build, locals(), _generator, _discriminator)
+
+
+def assemble(build: Callable[..., GAN], args: Dict[str, Any],
+             generator: Callable[[int, int, int, int], keras.Model],
+             discriminator: Callable[[int, int, int, int], keras.Model]) -> GAN:
+  """Checks the arguments of an SN-GAN-shaped builder and builds its networks.
+
+  SN-GAN's and AutoGAN's ``build`` take the same arguments (image_size,
+  channels, z_dim, g_channels, d_channels, power_iterations) with the same
+  rules; ``args`` is the builder's ``locals()``.
+  ``generator(image_size, channels, z_dim, g_channels)`` and
+  ``discriminator(image_size, channels, d_channels, power_iterations)`` make
+  the networks.
+  """
+  check_builder_args(build, args, image_sizes=_IMAGE_SIZES, resize_fix=_RESIZE_FIX,
+                     positive=("g_channels", "d_channels", "power_iterations"))
+  size, channels = args["image_size"], args["channels"]
+  return GAN(generator=generator(size, channels, args["z_dim"], args["g_channels"]),
+             discriminator=discriminator(size, channels, args["d_channels"],
+                                         args["power_iterations"]),
+             z_dim=args["z_dim"])

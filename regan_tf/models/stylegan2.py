@@ -47,11 +47,13 @@ Discriminator (``d_architecture='resnet'``, config E)::
 ``d_architecture='orig'`` drops the skips and gains (stylegan2-ada's 'cifar'
 config uses it).
 
-Layers, all written here (Keras has no equalized learning rate or modulation):
+Layers, all written by hand (Keras has no equalized learning rate or modulation):
 
 * Equalized learning rate everywhere: weights are stored ~ N(0, 1) (the mapping's
   ~ N(0, 1/lr_multiplier^2)) and scaled at runtime by ``1/sqrt(fan_in)`` (times
-  ``lr_multiplier``), so Adam's per-weight step sizes are uniform.
+  ``lr_multiplier``), so Adam's per-weight step sizes are uniform. The
+  equalized dense and conv layers, ``PixelNorm`` and ``MinibatchStdDev`` are
+  ProGAN's too and live in :mod:`regan_tf.models.layers`.
 * :class:`ModulatedConv2D` is ada's ``SynthesisLayer``: modulation by the style
   (per input channel), convolution, demodulation (each output channel's
   per-sample weights get unit L2 norm over (kh, kw, in), epsilon 1e-8), noise
@@ -88,7 +90,8 @@ Layers without connections return ``[]`` (and get an empty wrapper, like
 layers implement the protocol too.
 Every layer reads its variables in ``call`` (never a cached copy), so masks
 written into them take effect at once, and has ``get_config`` for
-``keras.models.clone_model`` (registered under the package ``regan_tf.stylegan2``).
+``keras.models.clone_model`` (registered under the package ``regan_tf.stylegan2``;
+the shared layers under ``regan_tf``).
 
 Resampling (no simplification of the reference's FIR filter)
 --------------------------------------------------------------
@@ -164,9 +167,10 @@ The minibatch-stddev group is 4 (rosinality; ada uses 32 for 'cifar' and 8 for
 
 Not here (the trainer's job): lazy R1 every 16 D steps and path-length
 regularization every 4 G steps with the lr/beta correction ``c = k / (k + 1)``,
-style-mixing probability, the EMA; :func:`r1_penalty`,
-:func:`path_length_penalty`, :func:`mix_styles`, :func:`truncate` and
-:func:`average_w` are the pure pieces they need.
+style-mixing probability, the EMA; :func:`mix_styles`, :func:`truncate` and
+:func:`average_w` are the pure pieces they need here, and the penalties
+(``r1_penalty``, ``path_length_penalty``) live with the other losses in
+``regan_tf.losses``.
 """
 
 from __future__ import annotations
@@ -175,17 +179,17 @@ import math
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 from regan_tf.compat import keras, tf
-from regan_tf.models import GAN, check_positive_int
+from regan_tf.models import GAN, check_builder_args, check_choice, check_positive_int
+# Shared with ProGAN (one implementation of the Karras et al. layers).
+from regan_tf.models.layers import (FIR_TAPS, EqualizedConv2D, EqualizedDense, MinibatchStdDev,
+                                    PixelNorm, PrunableLayerMixin, activate,
+                                    check_odd_kernel_size, fir_blur_2d)
 
 __all__ = [
     "BroadcastLatent",
     "ClipAtInference",
     "ConstantInput",
-    "EqualizedConv2D",
-    "EqualizedDense",
-    "MinibatchStdDev",
     "ModulatedConv2D",
-    "PixelNorm",
     "StyleAffine",
     "ToRGB",
     "UpsampleFIR",
@@ -196,47 +200,26 @@ __all__ = [
     "mix_styles",
     "mixed_latents",
     "num_ws",
-    "path_length_penalty",
-    "r1_penalty",
     "truncate",
     "upsample_2d",
 ]
 
-# A package of our own: another architecture's PixelNorm or EqualizedConv2D
-# registered under "regan_tf" would silently replace ours (Keras overwrites).
+# StyleGAN2's own layers; the equalized layers, PixelNorm and minibatch stddev
+# it shares with ProGAN are registered under "regan_tf" (regan_tf.models.layers).
 _PACKAGE = "regan_tf.stylegan2"
-_LRELU_SLOPE = 0.2
-_LRELU_GAIN = math.sqrt(2.0)
 _DEMOD_EPS = 1e-8
-_PIXEL_NORM_EPS = 1e-8
-_MBSTD_EPS = 1e-8
-_FIR_TAPS = (1.0, 3.0, 3.0, 1.0)  # the references' resample filter, per axis
-_ACTIVATIONS = ("linear", "lrelu")
 _NOISE_MODES = ("auto", "random", "const", "none")
 _D_ARCHITECTURES = ("resnet", "orig")
-_MIN_SIZE, _MAX_SIZE = 8, 1024
+IMAGE_SIZES = tuple(2**k for k in range(3, 11))  # 8 .. 1024
 
 
 def _register(cls):
   return keras.saving.register_keras_serializable(package=_PACKAGE)(cls)
 
 
-def _check_choice(owner: str, arg: str, value: Any, allowed: Sequence[str]) -> None:
-  if value not in allowed:
-    raise ValueError(f"{owner}: {arg}={value!r} is not allowed; pass one of "
-                     f"{', '.join(repr(a) for a in allowed)}.")
-
-
 def _check_int(owner: str, arg: str, value: Any, minimum: int) -> None:
   if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
     raise ValueError(f"{owner}: {arg}={value!r} must be an integer >= {minimum}.")
-
-
-def _activate(x: tf.Tensor, activation: str) -> tf.Tensor:
-  """'lrelu': leaky ReLU(0.2) * sqrt(2) (He gain, as the references); 'linear': x."""
-  if activation == "lrelu":
-    return tf.nn.leaky_relu(x, alpha=_LRELU_SLOPE) * tf.cast(_LRELU_GAIN, x.dtype)
-  return x
 
 
 def _is_training(training: Any) -> Union[bool, tf.Tensor]:
@@ -258,30 +241,6 @@ def _select(training: Any, when_training: Callable[[], tf.Tensor],
 
 
 # ------------------------------------------------------------------ FIR filter
-
-
-def _fir_1d(x: tf.Tensor, axis: int, pad0: int, pad1: int, gain: float) -> tf.Tensor:
-  """Correlates axis ``axis`` of x with [1, 3, 3, 1] * gain / 8, zero-padded.
-
-  Output length along ``axis``: n + pad0 + pad1 - 3.
-  """
-  taps = [gain * t / sum(_FIR_TAPS) for t in _FIR_TAPS]
-  paddings = [[0, 0]] * x.shape.rank
-  paddings[axis] = [pad0, pad1]
-  x = tf.pad(x, paddings)
-  out = None
-  for j, tap in enumerate(taps):
-    index = [slice(None)] * x.shape.rank
-    end = j - (len(taps) - 1)
-    index[axis] = slice(j, end if end else None)
-    term = x[tuple(index)] * tf.cast(tap, x.dtype)
-    out = term if out is None else out + term
-  return out
-
-
-def _blur(x: tf.Tensor, pad0: int, pad1: int, axis_gain: float = 1.0) -> tf.Tensor:
-  """Separable [1, 3, 3, 1] low-pass filter over H and W of [B, H, W, C]."""
-  return _fir_1d(_fir_1d(x, 1, pad0, pad1, axis_gain), 2, pad0, pad1, axis_gain)
 
 
 def _upsample_1d(x: tf.Tensor, axis: int) -> tf.Tensor:
@@ -327,115 +286,6 @@ def upsample_2d(x: tf.Tensor) -> tf.Tensor:
 # -------------------------------------------------------------------- layers
 
 
-class _ProtocolMixin:
-  """TFMOT's ``PrunableLayer`` protocol from two lists of weight attributes.
-
-  ``_connections``: the weights Re-GAN prunes; ``_other_trainable``: the rest
-  of the trainable weights, prunable only with ``prune_all``.
-  """
-
-  _connections: Tuple[str, ...] = ()
-  _other_trainable: Tuple[str, ...] = ()
-  prune_all: bool = False
-
-  def get_prunable_weights(self):
-    names = self._connections + (self._other_trainable if self.prune_all else ())
-    return [getattr(self, n) for n in names if getattr(self, n, None) is not None]
-
-
-@_register
-class PixelNorm(_ProtocolMixin, keras.layers.Layer):
-  """Normalizes each vector to unit second moment: ``x / sqrt(mean(x^2) + 1e-8)``.
-
-  StyleGAN's input normalization of z (ada ``normalize_2nd_moment``). No weights.
-  Input and output: [B, D].
-  """
-
-  def call(self, inputs: tf.Tensor) -> tf.Tensor:
-    return inputs * tf.math.rsqrt(
-        tf.reduce_mean(tf.square(inputs), axis=-1, keepdims=True) + _PIXEL_NORM_EPS)
-
-  def compute_output_shape(self, input_shape):
-    return tf.TensorShape(input_shape)
-
-
-@_register
-class EqualizedDense(_ProtocolMixin, keras.layers.Layer):
-  """Dense layer with equalized learning rate (Karras et al., ProGAN, ICLR 2018).
-
-  ``y = act(x @ (W * lr_multiplier / sqrt(in)) + b * lr_multiplier)`` with the
-  stored ``W`` ~ N(0, 1/lr_multiplier^2) and ``b`` = ``bias_init``, as ada's
-  ``FullyConnectedLayer``. The mapping network uses ``lr_multiplier=0.01``: its
-  effective learning rate is 100x smaller.
-
-  Connections: ``kernel`` [in, units]. Not connections: ``bias`` [units]
-  (prunable only with ``prune_all``).
-
-  Args:
-    units: output width.
-    activation: 'linear' or 'lrelu' (leaky ReLU 0.2, times sqrt(2)).
-    use_bias: add a bias.
-    bias_init: initial stored bias.
-    lr_multiplier: learning-rate multiplier, > 0.
-    prune_all: also expose the bias to pruning.
-
-  Input [B, in]; output [B, units].
-  """
-
-  _connections = ("kernel",)
-  _other_trainable = ("bias",)
-
-  def __init__(self, units: int, *, activation: str = "linear", use_bias: bool = True,
-               bias_init: float = 0.0, lr_multiplier: float = 1.0, prune_all: bool = False,
-               **kwargs: Any):
-    super().__init__(**kwargs)
-    _check_int(type(self).__name__, "units", units, 1)
-    _check_choice(type(self).__name__, "activation", activation, _ACTIVATIONS)
-    if not lr_multiplier > 0:
-      raise ValueError(f"{type(self).__name__}: lr_multiplier={lr_multiplier!r} must be > 0; "
-                       "pass 1.0, or 0.01 for StyleGAN's mapping network.")
-    self.units = units
-    self.activation = activation
-    self.use_bias = bool(use_bias)
-    self.bias_init = float(bias_init)
-    self.lr_multiplier = float(lr_multiplier)
-    self.prune_all = bool(prune_all)
-    self.bias = None
-
-  def build(self, input_shape):
-    fan_in = int(tf.TensorShape(input_shape)[-1])
-    self._gain = self.lr_multiplier / math.sqrt(fan_in)
-    self.kernel = self.add_weight(
-        "kernel", shape=(fan_in, self.units),
-        initializer=keras.initializers.RandomNormal(0.0, 1.0 / self.lr_multiplier))
-    if self.use_bias:
-      self.bias = self.add_weight("bias", shape=(self.units,),
-                                  initializer=keras.initializers.Constant(self.bias_init))
-    super().build(input_shape)
-
-  def _dense(self, x: tf.Tensor) -> tf.Tensor:
-    y = tf.matmul(x, self.kernel * tf.cast(self._gain, x.dtype))
-    if self.bias is not None:
-      y = y + self.bias * tf.cast(self.lr_multiplier, x.dtype)
-    return _activate(y, self.activation)
-
-  def call(self, inputs: tf.Tensor) -> tf.Tensor:
-    return self._dense(inputs)
-
-  def compute_output_shape(self, input_shape):
-    return tf.TensorShape(input_shape)[:-1].concatenate([self.units])
-
-  def forward_flops(self, input_shape, output_shape) -> int:
-    """Per-image multiply-add FLOPs of the connections (2 * in * units; ``regan_tf.flops``)."""
-    del output_shape
-    return 2 * int(input_shape[-1]) * self.units
-
-  def get_config(self):
-    return {**super().get_config(), "units": self.units, "activation": self.activation,
-            "use_bias": self.use_bias, "bias_init": self.bias_init,
-            "lr_multiplier": self.lr_multiplier, "prune_all": self.prune_all}
-
-
 @_register
 class StyleAffine(EqualizedDense):
   """The learned affine A of one synthesis layer: ``styles = A(ws[:, latent_index])``.
@@ -472,12 +322,16 @@ class StyleAffine(EqualizedDense):
   def compute_output_shape(self, input_shape):
     return tf.TensorShape([tf.TensorShape(input_shape)[0], self.units])
 
+  def forward_flops(self, input_shape, output_shape) -> int:
+    """Per-image FLOPs of one latent's affine (the other ``num_ws - 1`` latents are not read)."""
+    return super().forward_flops([input_shape[0], input_shape[-1]], output_shape)
+
   def get_config(self):
     return {**super().get_config(), "latent_index": self.latent_index}
 
 
 @_register
-class BroadcastLatent(_ProtocolMixin, keras.layers.Layer):
+class BroadcastLatent(PrunableLayerMixin, keras.layers.Layer):
   """Repeats w [B, w_dim] into ws [B, num_ws, w_dim] (one latent per layer). No weights."""
 
   def __init__(self, num_ws: int, **kwargs: Any):
@@ -497,7 +351,7 @@ class BroadcastLatent(_ProtocolMixin, keras.layers.Layer):
 
 
 @_register
-class ConstantInput(_ProtocolMixin, keras.layers.Layer):
+class ConstantInput(PrunableLayerMixin, keras.layers.Layer):
   """The synthesis network's learned constant input, tiled over the batch.
 
   Weight ``const`` [size, size, channels] ~ N(0, 1): an input, not a connection
@@ -548,7 +402,7 @@ def _split_inputs(owner: Any, input_shape: Any) -> Tuple[tf.TensorShape, tf.Tens
 
 
 @_register
-class ModulatedConv2D(_ProtocolMixin, keras.layers.Layer):
+class ModulatedConv2D(PrunableLayerMixin, keras.layers.Layer):
   """StyleGAN2's modulated, demodulated convolution with noise, bias and activation.
 
   For styles ``s`` [B, in] and weight ``W = kernel / sqrt(in * k * k)``, each
@@ -592,11 +446,8 @@ class ModulatedConv2D(_ProtocolMixin, keras.layers.Layer):
     super().__init__(**kwargs)
     owner = type(self).__name__
     _check_int(owner, "filters", filters, 1)
-    _check_int(owner, "kernel_size", kernel_size, 1)
-    if kernel_size % 2 != 1:
-      raise ValueError(f"{owner}: kernel_size={kernel_size} must be odd (3 in StyleGAN2) so "
-                       "that 'same' padding is symmetric.")
-    _check_choice(owner, "noise", noise, _NOISE_MODES)
+    kernel_size = check_odd_kernel_size(owner, kernel_size)
+    check_choice(owner, "noise", noise, _NOISE_MODES)
     _check_int(owner, "noise_salt", noise_salt, 0)
     self.filters = filters
     self.kernel_size = kernel_size
@@ -686,8 +537,8 @@ class ModulatedConv2D(_ProtocolMixin, keras.layers.Layer):
       y = tf.nn.conv2d_transpose(x, tf.transpose(weight, [0, 1, 3, 2]), out_shape,
                                  strides=2, padding="VALID")
       # rosinality's Blur(pad=(p+1)//2 + 1, p//2 + 1), p = 4 - 2 - (k - 1), gain 4.
-      p = len(_FIR_TAPS) - 2 - (k - 1)
-      y = _blur(y, (p + 1) // 2 + 1, p // 2 + 1, axis_gain=2.0)
+      p = len(FIR_TAPS) - 2 - (k - 1)
+      y = fir_blur_2d(y, (p + 1) // 2 + 1, p // 2 + 1, axis_gain=2.0)
       y.set_shape(self.compute_output_shape([x.shape, styles.shape]))
     else:
       y = tf.nn.conv2d(x, weight, strides=1, padding="SAME")
@@ -696,7 +547,7 @@ class ModulatedConv2D(_ProtocolMixin, keras.layers.Layer):
     if self.noise != "none":
       y = self._noise(y, training)
     y = y + tf.cast(self.bias, dtype)
-    return _activate(y, "lrelu")
+    return activate(y, "lrelu")
 
   def compute_output_shape(self, input_shape):
     x_shape, _ = _split_inputs(self, input_shape)
@@ -722,7 +573,7 @@ class ModulatedConv2D(_ProtocolMixin, keras.layers.Layer):
 
 
 @_register
-class ToRGB(_ProtocolMixin, keras.layers.Layer):
+class ToRGB(PrunableLayerMixin, keras.layers.Layer):
   """Modulated 1x1 convolution to image channels, without demodulation, plus bias.
 
   ``y = conv1x1(x * s / sqrt(in), kernel) + bias`` (ada's ``ToRGBLayer``). The
@@ -771,7 +622,7 @@ class ToRGB(_ProtocolMixin, keras.layers.Layer):
 
 
 @_register
-class UpsampleFIR(_ProtocolMixin, keras.layers.Layer):
+class UpsampleFIR(PrunableLayerMixin, keras.layers.Layer):
   """:func:`upsample_2d` as a layer (the skip generator's image upsampling). No weights."""
 
   def call(self, inputs: tf.Tensor) -> tf.Tensor:
@@ -783,7 +634,7 @@ class UpsampleFIR(_ProtocolMixin, keras.layers.Layer):
 
 
 @_register
-class ClipAtInference(_ProtocolMixin, keras.layers.Layer):
+class ClipAtInference(PrunableLayerMixin, keras.layers.Layer):
   """Identity while training; clips to [lo, hi] at inference (``training`` False/None).
 
   StyleGAN2's output is linear; the library promises images in [-1, 1] to the
@@ -805,146 +656,6 @@ class ClipAtInference(_ProtocolMixin, keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), "lo": self.lo, "hi": self.hi}
-
-
-@_register
-class EqualizedConv2D(_ProtocolMixin, keras.layers.Layer):
-  """Convolution with equalized learning rate, optional FIR downsampling (D's layers).
-
-  ``y = act(conv(x, kernel / sqrt(in * k * k)) + bias) * gain``. With
-  ``down=True``: the [1, 3, 3, 1] filter (padding ((p+1)//2, p//2),
-  p = 2 + (k - 1)) then a stride-2 'valid' convolution, rosinality's
-  ``ConvLayer(downsample=True)``; for k = 1 that is upfirdn's ``downsample2d``
-  followed by the 1x1 conv.
-
-  Connections: ``kernel`` [k, k, in, filters]. Not: ``bias``.
-
-  Args:
-    filters: output channels.
-    kernel_size: odd kernel size.
-    down: downsample x2.
-    use_bias: add a bias.
-    activation: 'linear' or 'lrelu'.
-    gain: output multiplier (sqrt(1/2) on both branches of a residual block).
-
-  Input [B, H, W, in]; output [B, H', W', filters], H' = H/2 with ``down``.
-  """
-
-  _connections = ("kernel",)
-
-  def __init__(self, filters: int, kernel_size: int, *, down: bool = False,
-               use_bias: bool = True, activation: str = "linear", gain: float = 1.0,
-               **kwargs: Any):
-    super().__init__(**kwargs)
-    owner = type(self).__name__
-    _check_int(owner, "filters", filters, 1)
-    _check_int(owner, "kernel_size", kernel_size, 1)
-    if kernel_size % 2 != 1:
-      raise ValueError(f"{owner}: kernel_size={kernel_size} must be odd (1 or 3).")
-    _check_choice(owner, "activation", activation, _ACTIVATIONS)
-    self.filters = filters
-    self.kernel_size = kernel_size
-    self.down = bool(down)
-    self.use_bias = bool(use_bias)
-    self.activation = activation
-    self.gain = float(gain)
-    self.bias = None
-
-  def build(self, input_shape):
-    shape = tf.TensorShape(input_shape)
-    if self.down and any(d is not None and d % 2 for d in shape[1:3]):
-      raise ValueError(f"{self.name}: down=True needs even height and width; got {shape}.")
-    k, fan_in = self.kernel_size, int(shape[-1])
-    self._weight_gain = 1.0 / math.sqrt(fan_in * k * k)
-    self.kernel = self.add_weight("kernel", shape=(k, k, fan_in, self.filters),
-                                  initializer=keras.initializers.RandomNormal(0.0, 1.0))
-    if self.use_bias:
-      self.bias = self.add_weight("bias", shape=(self.filters,), initializer="zeros")
-    super().build(input_shape)
-
-  def call(self, inputs: tf.Tensor) -> tf.Tensor:
-    weight = self.kernel * tf.cast(self._weight_gain, inputs.dtype)
-    if self.down:
-      p = len(_FIR_TAPS) - 2 + (self.kernel_size - 1)
-      y = tf.nn.conv2d(_blur(inputs, (p + 1) // 2, p // 2), weight, strides=2, padding="VALID")
-    else:
-      y = tf.nn.conv2d(inputs, weight, strides=1, padding="SAME")
-    if self.bias is not None:
-      y = y + self.bias
-    y = _activate(y, self.activation)
-    if self.gain != 1.0:
-      y = y * tf.cast(self.gain, y.dtype)
-    return y
-
-  def compute_output_shape(self, input_shape):
-    b, h, w, _ = tf.TensorShape(input_shape).as_list()
-    half = lambda d: None if d is None else d // 2  # noqa: E731
-    return tf.TensorShape([b, half(h), half(w), self.filters] if self.down
-                          else [b, h, w, self.filters])
-
-  def get_config(self):
-    return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
-            "down": self.down, "use_bias": self.use_bias, "activation": self.activation,
-            "gain": self.gain}
-
-
-@_register
-class MinibatchStdDev(_ProtocolMixin, keras.layers.Layer):
-  """Appends the minibatch standard deviation as extra feature maps (ProGAN; ada).
-
-  The batch is split into groups of ``G = min(group_size, B)`` examples; examples
-  b and b' share a group when b = b' mod (B / G) (ada's ``reshape(G, -1, ...)``),
-  and the channels into ``num_features`` parts; for each part the std over the
-  group (``sqrt(var + 1e-8)``, biased variance), averaged over H, W and the
-  part's channels, is broadcast to a [B, H, W, num_features] map and
-  concatenated. The batch must be divisible by G. No weights.
-
-  Input [B, H, W, C]; output [B, H, W, C + num_features].
-  """
-
-  def __init__(self, group_size: int = 4, num_features: int = 1, **kwargs: Any):
-    super().__init__(**kwargs)
-    _check_int(type(self).__name__, "group_size", group_size, 1)
-    _check_int(type(self).__name__, "num_features", num_features, 1)
-    self.group_size = group_size
-    self.num_features = num_features
-
-  def build(self, input_shape):
-    shape = tf.TensorShape(input_shape)
-    if shape[-1] is not None and shape[-1] % self.num_features:
-      raise ValueError(f"{self.name}: {shape[-1]} channels are not divisible by "
-                       f"num_features={self.num_features}.")
-    super().build(input_shape)
-
-  def call(self, inputs: tf.Tensor) -> tf.Tensor:
-    static_batch = inputs.shape[0]
-    if static_batch is not None:
-      group = min(self.group_size, static_batch)
-      if static_batch % group:
-        raise ValueError(f"{self.name}: batch {static_batch} is not divisible by the "
-                         f"minibatch-stddev group {group}; use a batch that is a multiple of "
-                         f"mbstd_group_size={self.group_size} (or smaller than it).")
-    shape = tf.shape(inputs)
-    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    group = tf.minimum(self.group_size, batch)
-    f = self.num_features
-    x = tf.cast(inputs, tf.float32)
-    y = tf.reshape(x, tf.stack([group, -1, height, width, f, channels // f]))
-    y = y - tf.reduce_mean(y, axis=0)
-    y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=0) + _MBSTD_EPS)  # [n, H, W, F, c]
-    y = tf.reduce_mean(y, axis=[1, 2, 4])  # [n, F]
-    y = tf.tile(y[:, tf.newaxis, tf.newaxis, :], tf.stack([group, height, width, 1]))
-    y.set_shape(inputs.shape[:-1].concatenate([f]))
-    return tf.concat([inputs, tf.cast(y, inputs.dtype)], axis=-1)
-
-  def compute_output_shape(self, input_shape):
-    shape = tf.TensorShape(input_shape).as_list()
-    return tf.TensorShape(shape[:-1] + [None if shape[-1] is None
-                                        else shape[-1] + self.num_features])
-
-  def get_config(self):
-    return {**super().get_config(), "group_size": self.group_size,
-            "num_features": self.num_features}
 
 
 # ------------------------------------------------------------------ networks
@@ -1032,10 +743,10 @@ def _discriminator(image_size: int, channels: int, channel_base: int, channel_ma
     out = _channels(resolution // 2, channel_base, channel_max)
     skip = None
     if resnet:
-      skip = EqualizedConv2D(out, 1, down=True, use_bias=False, gain=branch_gain,
+      skip = EqualizedConv2D(out, 1, down=True, use_bias=False, output_gain=branch_gain,
                              name=p + "skip")(x)
     x = EqualizedConv2D(tmp, 3, activation="lrelu", name=p + "conv0")(x)
-    x = EqualizedConv2D(out, 3, down=True, activation="lrelu", gain=branch_gain,
+    x = EqualizedConv2D(out, 3, down=True, activation="lrelu", output_gain=branch_gain,
                         name=p + "conv1")(x)
     if resnet:
       x = keras.layers.Add(name=p + "add")([skip, x])
@@ -1084,15 +795,9 @@ def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 512, w_dim: i
   Raises:
     ValueError: an argument is out of range; the message says what is allowed.
   """
-  sizes = [2**k for k in range(3, 11)]
-  if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in sizes:
-    raise ValueError(f"stylegan2.build: image_size={image_size!r} is not supported; allowed: "
-                     f"powers of two from {_MIN_SIZE} to {_MAX_SIZE} ({', '.join(map(str, sizes))}"
-                     "). Resize the data (32 for CIFAR-10, 256 for the few-shot sets).")
-  check_positive_int("stylegan2.build", "channels", channels,
-                     "pass 3 for RGB or 1 for grayscale.")
-  check_positive_int("stylegan2.build", "z_dim", z_dim, "pass z_dim=512 (the references).")
-  check_positive_int("stylegan2.build", "w_dim", w_dim, "pass w_dim=512 (the references).")
+  check_builder_args(build, locals(), image_sizes=IMAGE_SIZES,
+                     resize_fix="Resize the data (32 for CIFAR-10, 256 for the few-shot sets).",
+                     positive=("w_dim",))
   if mapping_layers is None:
     mapping_layers = 2 if image_size <= 32 else 8
   check_positive_int("stylegan2.build", "mapping_layers", mapping_layers,
@@ -1110,8 +815,8 @@ def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 512, w_dim: i
                      f"channel_base >= {image_size}.")
   check_positive_int("stylegan2.build", "mbstd_group_size", mbstd_group_size,
                      "pass 4 (rosinality) or a divisor of the batch size.")
-  _check_choice("stylegan2.build", "d_architecture", d_architecture, _D_ARCHITECTURES)
-  _check_choice("stylegan2.build", "noise", noise, _NOISE_MODES)
+  check_choice("stylegan2.build", "d_architecture", d_architecture, _D_ARCHITECTURES)
+  check_choice("stylegan2.build", "noise", noise, _NOISE_MODES)
   generator = _generator(image_size, channels, z_dim, w_dim, mapping_layers,
                          float(mapping_lr_multiplier), channel_base, channel_max, noise,
                          bool(prune_all_weights))
@@ -1228,70 +933,3 @@ def average_w(mapping: keras.Model, *, z_dim: int, num_samples: int = 4096,
     done += n
     chunk += 1
   return total / float(num_samples)
-
-
-def r1_penalty(discriminator: keras.Model, reals: tf.Tensor, *, training: bool = True,
-               augment: Optional[Callable[[tf.Tensor], tf.Tensor]] = None) -> tf.Tensor:
-  """R1 (Mescheder et al., ICML 2018): ``mean_b ||d D(x_b) / d x_b||^2`` on reals, unweighted.
-
-  The caller multiplies by ``gamma / 2`` (and, lazily every k D steps, by k; the
-  references: gamma 10 in Re-GAN/rosinality, 0.01 ada 'cifar', k = 16) and needs
-  second-order gradients through ``discriminator``.
-
-  Args:
-    discriminator: images [B, H, W, C] -> logits [B, 1].
-    reals: [B, H, W, C] real images.
-    training: passed to the discriminator.
-    augment: optional differentiable augmentation applied to the reals before D
-      (the gradient is still taken with respect to the un-augmented reals).
-
-  Returns:
-    float32 [].
-  """
-  reals = tf.cast(reals, tf.float32)
-  with tf.GradientTape() as tape:
-    tape.watch(reals)
-    seen = augment(reals) if augment is not None else reals
-    # Each logit depends only on its own example: d(sum)/dx holds every example's gradient.
-    total = tf.reduce_sum(tf.cast(discriminator(seen, training=training), tf.float32))
-  grads = tf.cast(tape.gradient(total, reals), tf.float32)
-  return tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]))
-
-
-def path_length_penalty(synthesis: keras.Model, ws: tf.Tensor, pl_mean: tf.Tensor,
-                        seed: Any, *, decay: float = 0.01,
-                        training: bool = True) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-  """Path-length regularization (StyleGAN2 Sec. 3.2), unweighted.
-
-  ``y ~ N(0, I) / sqrt(H W)``; ``L_b = sqrt(mean_i ||d <G(ws), y> / d ws_b[i]||^2)``
-  (mean over the ``num_ws`` latents, as ada and rosinality);
-  ``a' = a + decay * (mean_b L_b - a)``; penalty ``mean_b (L_b - a')^2``, with a'
-  differentiable in the penalty as in the references. The caller multiplies by
-  the weight (2 in Re-GAN/rosinality; ada's pl_weight 2, 0 for 'cifar') and, lazily
-  every k = 4 G steps, by k; it stores the returned mean.
-
-  Args:
-    synthesis: ws -> images (from :func:`mapping_and_synthesis`).
-    ws: [B, num_ws, w_dim] latents (the references use half the batch).
-    pl_mean: float32 [], the running mean a (0 at the start).
-    seed: int32 [2], the stateless seed of y.
-    decay: the running mean's rate (0.01).
-    training: passed to the synthesis network.
-
-  Returns:
-    (penalty float32 [], new pl_mean float32 [] (no gradient), lengths float32 [B]).
-  """
-  ws = tf.cast(ws, tf.float32)
-  with tf.GradientTape() as tape:
-    tape.watch(ws)
-    images = tf.cast(synthesis(ws, training=training), tf.float32)
-    shape = tf.shape(images)
-    y = tf.random.stateless_normal(shape, seed) * tf.math.rsqrt(
-        tf.cast(shape[1] * shape[2], tf.float32))
-    total = tf.reduce_sum(images * y)
-  grads = tape.gradient(total, ws)
-  lengths = tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=2), axis=1))
-  pl_mean = tf.cast(pl_mean, tf.float32)
-  new_mean = pl_mean + decay * (tf.reduce_mean(lengths) - pl_mean)
-  penalty = tf.reduce_mean(tf.square(lengths - new_mean))
-  return penalty, tf.stop_gradient(new_mean), lengths

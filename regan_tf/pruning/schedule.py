@@ -70,19 +70,20 @@ class Phase(enum.IntEnum):
   DENSE = 2
 
 
-def _as_count(name: str, value: Any, minimum: int) -> int:
-  """Validates an integer argument >= ``minimum`` (bools rejected)."""
+def _as_count(name: str, value: Any, minimum: int, *,
+              meaning: str = "an integer number of G steps",
+              hint: str = " (convert epochs to steps first)") -> int:
+  """Validates an integer argument >= ``minimum`` (bools rejected); errors say ``pass <meaning>``."""
   if isinstance(value, bool):
-    raise TypeError(f"{name}={value!r} is a bool; pass an integer number of G steps >= {minimum}.")
+    raise TypeError(f"{name}={value!r} is a bool; pass {meaning} >= {minimum}.")
   try:
     value = operator.index(value)
   except TypeError:
-    raise TypeError(f"{name}={value!r} ({type(value).__name__}) is not an integer; pass an "
-                    f"integer number of G steps >= {minimum} (convert epochs to steps first)."
-                    ) from None
+    raise TypeError(f"{name}={value!r} ({type(value).__name__}) is not an integer; pass "
+                    f"{meaning} >= {minimum}{hint}.") from None
   if value < minimum:
-    raise ValueError(f"{name}={value} is below the allowed minimum {minimum}; pass an integer "
-                     f"number of G steps >= {minimum}.")
+    raise ValueError(f"{name}={value} is below the allowed minimum {minimum}; pass {meaning} "
+                     f">= {minimum}.")
   return value
 
 
@@ -191,17 +192,8 @@ class ReganSchedule(pruning_schedule.PruningSchedule):
 
   @staticmethod
   def _check_step(step: Any) -> int:
-    if isinstance(step, bool):
-      raise TypeError(f"step={step!r} is a bool; pass the 0-based G step (an int >= 0).")
-    try:
-      step = operator.index(step)
-    except TypeError:
-      raise TypeError(f"step={step!r} ({type(step).__name__}) is not an integer; pass the "
-                      "0-based G step as a Python int (use the *_tf methods for tensors)."
-                      ) from None
-    if step < 0:
-      raise ValueError(f"step={step} is negative; steps count G updates from 0.")
-    return step
+    return _as_count("step", step, 0, meaning="the 0-based G step as a Python int",
+                     hint=" (use the *_tf methods for tensors)")
 
   def phase_at(self, step: int) -> Phase:
     """Phase of G step ``step`` (0-based)."""
