@@ -78,6 +78,9 @@ class Components:
     ema: ``ema(generator=, controller=, strategy=)`` -> ``regan_tf.ema.GeneratorEMA``,
       whose model then samples, evaluates and exports.
     evaluation: ``evaluation(data=, z_dim=)`` -> ``regan_tf.metrics.Evaluator``.
+    eval_dataset: ``eval_dataset()`` -> the images FID compares against (e.g.
+      the CIFAR-10 test split, as the AutoGAN code the Re-GAN reference builds
+      on does); None: the training data (``eval_reference`` says which part).
   """
   dataset: Callable[[], data_lib.ImageData] = data_lib.load_digits
   model: Callable[..., models_lib.GAN] = models_lib.dcgan.build
@@ -86,6 +89,7 @@ class Components:
   apa: Optional[Callable[..., Any]] = None
   ema: Optional[Callable[..., Any]] = None
   evaluation: Optional[Callable[..., Any]] = None
+  eval_dataset: Optional[Callable[[], data_lib.ImageData]] = None
 
 
 # ----------------------------------------------------------------------------
@@ -219,6 +223,7 @@ def train(
     apa: Optional[Callable[..., Any]] = None,
     ema: Optional[Callable[..., Any]] = None,
     evaluation: Optional[Callable[..., Any]] = None,
+    eval_dataset: Optional[Callable[[], data_lib.ImageData]] = None,
     eval_every: int = 0,
     eval_reference: str = "full",
     export_best: bool = False,
@@ -239,7 +244,7 @@ def train(
   Args:
     workdir: run directory: checkpoints/, best/, TensorBoard events, samples/,
       operative_config.gin, flops.json, export/ (the generator SavedModel).
-    dataset, model, pruning, growth, apa, ema, evaluation: see :class:`Components`.
+    dataset, model, pruning, growth, apa, ema, evaluation, eval_dataset: see :class:`Components`.
     regan_stage: in a growing run, the stage from whose first step Re-GAN's
       warm-up is counted; None: the final stage (as the reference).
     config_text: the operative configuration (or a callable returning it),
@@ -258,7 +263,7 @@ def train(
                                 evaluating=evaluation is not None,
                                 **{k: v for k, v in locals().items() if k in names})
   parts = Components(dataset=dataset, model=model, pruning=pruning, growth=growth, apa=apa, ema=ema,
-                     evaluation=evaluation)
+                     evaluation=evaluation, eval_dataset=eval_dataset)
   return run(spec, parts, workdir=workdir, config_text=config_text, allow_config_change=allow_config_change)
 
 
@@ -320,11 +325,16 @@ def _train_models(spec: RunSpec, parts: Components, strategy: tf.distribute.Stra
   models = _build_models(spec, parts, strategy, images, steps_per_epoch, train_steps)
   evaluator = None
   if parts.evaluation is not None:
-    reference = full_images if spec.data.eval_reference == "full" else images
+    if parts.eval_dataset is not None:
+      reference = parts.eval_dataset()
+      against = f"{reference.name} ({reference.num_examples} images)"
+    elif spec.data.eval_reference == "full":
+      reference, against = full_images, "the full dataset"
+    else:
+      reference, against = images, "the training subset"
     evaluator = parts.evaluation(data=reference, z_dim=opt.z_dim)
     logging.info("Evaluation: %s on %d samples against %s.", ", ".join(evaluator.metric_names),
-                 evaluator.num_samples, "the full dataset" if spec.data.eval_reference == "full"
-                 else "the training subset")
+                 evaluator.num_samples, against)
   run_flops = _count_flops(spec, models, train_steps)
 
   # ------------------------------------------------------------ restore ---

@@ -24,7 +24,7 @@ def test_from_arguments_groups_flat_names():
 def test_every_train_setting_is_a_spec_setting():
   import inspect  # pylint: disable=g-import-not-at-top
   objects = {"workdir", "dataset", "model", "pruning", "growth", "regan_stage", "apa", "ema", "evaluation",
-             "config_text", "allow_config_change"}
+             "eval_dataset", "config_text", "allow_config_change"}
   settings = set(inspect.signature(trainer.train).parameters) - objects
   assert settings == set(spec_lib.RunSpec.argument_names())
 

@@ -143,6 +143,7 @@ def test_sngan_cifar_gin_trains_regan_on_cifar_jpegs(tmp_path, cifar_jpeg_subset
       "regan.warmup_epochs = 0.2",          # 1 step
       "regan.g_epochs = 0.4",               # 2 steps: 0 warm-up, 1-2 sparse, 3-4 dense
       "train.log_every = 1",
+      "train.evaluation = None",            # Inception FID needs the TF-Hub module (tests/test_paper_configs.py)
   ]
   proc = run_python(["-m", "regan_tf.train", f"--gin_file={os.path.join(REPO, 'gin', 'sngan_cifar.gin')}",
                      f"--workdir={workdir}", *[f"--gin_bindings={b}" for b in bindings]], timeout=300)
