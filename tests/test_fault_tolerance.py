@@ -75,25 +75,13 @@ def _checkpoint_steps(workdir):
                 if (m := re.search(r"ckpt-(\d+)\.index$", p)))
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("uninterrupted") / "run"
-  done = _train(workdir, f"train.train_steps = {STEPS}", "train.checkpoint_every = 1000")
-  assert done.returncode == 0, done.stderr[-3000:]
-  return _export_images(workdir / "export")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_stops_at_a_step_boundary_and_the_rerun_equals_an_uninterrupted_run(
-    tmp_path, uninterrupted, signum, status):
-  workdir, log = tmp_path / "run", tmp_path / "log.txt"
-  bindings = (f"train.train_steps = {STEPS}", "train.checkpoint_every = 1000")
+def _stop_with(signum, workdir, log, after_step, bindings):
+  """Starts the run, sends ``signum`` once it logged ``after_step``; returns the checkpoint label."""
   proc = _start(workdir, *bindings, log=log)
   try:
-    assert _wait_for(r"step 30/", log, proc), open(log).read()[-3000:]
+    assert _wait_for(rf"step {after_step}/", log, proc), open(log).read()[-3000:]
     proc.send_signal(signum)
-    assert proc.wait(timeout=120) == status, open(log).read()[-3000:]
+    assert proc.wait(timeout=120) == 128 + signum, open(log).read()[-3000:]
   finally:
     if proc.poll() is None:
       proc.kill()
@@ -102,12 +90,27 @@ def test_signal_stops_at_a_step_boundary_and_the_rerun_equals_an_uninterrupted_r
   stopped = re.search(r"Stopped after step (\d+) on (SIG\w+); saved (\S+)\.", text)
   assert stopped and stopped.group(2) == signal.Signals(signum).name, text[-3000:]
   label = int(stopped.group(1))
-  assert 30 <= label < STEPS and _checkpoint_steps(workdir) == [label]
+  assert label >= after_step and _checkpoint_steps(workdir)[-1] == label
+  return label
 
+
+@pytest.mark.slow
+def test_sigint_then_sigterm_stop_at_step_boundaries_and_the_reruns_equal_an_uninterrupted_run(tmp_path):
+  bindings = (f"train.train_steps = {STEPS}", "train.checkpoint_every = 1000")
+  reference = tmp_path / "uninterrupted"
+  done = _train(reference, *bindings)
+  assert done.returncode == 0, done.stderr[-3000:]
+
+  workdir = tmp_path / "run"
+  first = _stop_with(signal.SIGINT, workdir, tmp_path / "log1.txt", 30, bindings)   # exit 130
+  # The rerun resumes at the saved step; SIGTERM (what schedulers send) stops it again.
+  second = _stop_with(signal.SIGTERM, workdir, tmp_path / "log2.txt", (first // 10 + 3) * 10, bindings)  # 143
+  assert f"at step {first}" in open(tmp_path / "log2.txt").read()
+  assert second < STEPS
   again = _train(workdir, *bindings)
   assert again.returncode == 0, again.stderr[-3000:]
-  assert f"at step {label}" in again.stderr
-  np.testing.assert_array_equal(_export_images(workdir / "export"), uninterrupted)
+  assert f"at step {second}" in again.stderr
+  np.testing.assert_array_equal(_export_images(workdir / "export"), _export_images(reference / "export"))
 
 
 @pytest.mark.slow
