@@ -2,7 +2,8 @@ r"""Step time of dense vs Re-GAN training, mask-update cost, FLOP/s and memory.
 
     python benchmarks/step_time.py                      # SNGAN 32x32, batch 64, n_critic 5
     python benchmarks/step_time.py --g_channels=64 --d_channels=64 --repeats=2   # quick
-    python benchmarks/step_time.py --xla --mixed_precision                       # on a GPU
+    python benchmarks/step_time.py --xla --precision=mixed_float16              # on a GPU
+    python benchmarks/step_time.py --precision=mixed_bfloat16                    # a CPU with AVX512-BF16
     python benchmarks/step_time.py --arch=stylegan2 --batch_size=32 --n_critic=1 \
         --arch_kwargs='{"channel_base": 16384}'           # the other architectures
 
@@ -57,7 +58,10 @@ flags.DEFINE_integer("image_size", 32, "Image side (32, 48 or 64).")
 flags.DEFINE_float("sparsity", 0.3, "Re-GAN sparsity of the sparse phase.")
 flags.DEFINE_integer("mask_updates", 3, "Mask updates to time (median reported).", lower_bound=1)
 flags.DEFINE_integer("matmul_reps", 5, "Repeats of the matmul probe (median reported).", lower_bound=1)
-flags.DEFINE_bool("mixed_precision", False, "mixed_float16 compute (for GPUs).")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "Compute precision, as train.precision (mixed_bfloat16: CPUs with AVX512-BF16/AMX, TPUs, "
+                  "A100/H100; mixed_float16: NVIDIA GPUs, with loss scaling).")
+flags.DEFINE_bool("mixed_precision", False, "Deprecated: --precision=mixed_float16.")
 flags.DEFINE_bool("xla", False, "XLA-compile the replica step (jit_compile=True).")
 flags.DEFINE_string("json_out", None, "Also write the figures as JSON here.")
 
@@ -173,18 +177,19 @@ def main(argv) -> int:
           f"'{{\"channel_base\": 512}}' ({e}).", file=sys.stderr)
     return 2
   batch, n_critic, z_dim, seed = FLAGS.batch_size, FLAGS.n_critic, _Z_DIM.get(FLAGS.arch, 128), 0
-  if FLAGS.mixed_precision:
-    keras.mixed_precision.set_global_policy("mixed_float16")
+  precision = "mixed_float16" if FLAGS.mixed_precision else FLAGS.precision
+  if precision != "float32":
+    keras.mixed_precision.set_global_policy(precision)
   dist = tf.distribute.get_strategy()
   data = _synthetic_data(max(1024, batch * n_critic), FLAGS.image_size, 3)
   on_gpu = bool(tf.config.list_logical_devices("GPU"))
   print(f"device: {'GPU' if on_gpu else 'CPU'}; {FLAGS.arch} {FLAGS.image_size}x{FLAGS.image_size} "
         f"{_arch_kwargs()}; batch {batch}, n_critic "
-        f"{n_critic}; XLA {'on' if FLAGS.xla else 'off'}; mixed precision "
-        f"{'on' if FLAGS.mixed_precision else 'off'}; repeats {FLAGS.repeats}", flush=True)
+        f"{n_critic}; XLA {'on' if FLAGS.xla else 'off'}; precision {precision}; repeats {FLAGS.repeats}",
+        flush=True)
 
   common = dict(dist=dist, data=data, z_dim=z_dim, batch=batch, n_critic=n_critic, seed=seed,
-                jit=FLAGS.xla, mixed=FLAGS.mixed_precision)
+                jit=FLAGS.xla, mixed=precision == "mixed_float16")
   dense = _Variant(**common)
   # warmup=1, g=1: every odd step starts a sparse phase (a mask update), every even
   # step >= 2 regrows; the schedule only drives before_g_step here.
@@ -249,7 +254,7 @@ def main(argv) -> int:
       "device": "GPU" if on_gpu else "CPU",
       "config": {k: getattr(FLAGS, k) for k in ("arch", "arch_kwargs", "batch_size", "n_critic", "g_channels",
                                                 "d_channels", "image_size", "sparsity",
-                                                "repeats", "xla", "mixed_precision")},
+                                                "repeats", "xla", "precision")},
       "dense_cycle_s": dense_t, "sparse_cycle_s": sparse_t, "sparse_over_dense": ratio,
       "sparse_over_dense_quartiles": [ratio_quartiles[0], ratio_quartiles[2]],
       "sparse_over_dense_of_medians": sparse_t / dense_t, "dense_cycle_max_over_min": dense_spread,

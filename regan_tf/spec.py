@@ -26,14 +26,17 @@ import dataclasses
 import numbers
 from typing import Any, Dict, Optional, Tuple, Union
 
+from absl import logging
+
 from regan_tf import augment as augment_lib
 from regan_tf import data as data_lib
 from regan_tf import losses as losses_lib
 
-__all__ = ["Cadence", "DataSettings", "Optimization", "Regularization", "RunSpec", "Runtime",
+__all__ = ["Cadence", "DataSettings", "Optimization", "PRECISIONS", "Regularization", "RunSpec", "Runtime",
            "STRATEGIES"]
 
 STRATEGIES = ("auto", "mirrored", "one_device", "default")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def _is_int(value: Any) -> bool:
@@ -256,16 +259,29 @@ class Runtime:
       (see ``regan_tf.trainer.make_strategy``).
     cpu_devices: split the CPU into this many logical devices first (0: no).
     jit_compile: XLA for the step function: True, False or ``auto``.
-    mixed_precision: ``mixed_float16`` compute with loss scaling (GPUs).
+    precision: ``float32``; ``mixed_bfloat16`` (bfloat16 compute, float32
+      variables: TPUs, A100/H100 and CPUs with AVX512-BF16 or AMX, no loss
+      scaling); ``mixed_float16`` (float16 compute with dynamic loss scaling:
+      NVIDIA GPUs). Outputs, losses, masks and exports stay float32.
+    mixed_precision: deprecated; True means ``precision='mixed_float16'``.
   """
   seed: int = 0
   strategy: str = "auto"
   cpu_devices: int = 0
   jit_compile: Union[bool, str] = "auto"
+  precision: str = "float32"
   mixed_precision: bool = False
 
   def __post_init__(self):
     _int_at_least("seed", self.seed, 0)
+    if self.precision not in PRECISIONS:
+      raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}; got {self.precision!r}.")
+    if self.mixed_precision:
+      if self.precision not in ("float32", "mixed_float16"):
+        raise ValueError(f"mixed_precision=True (deprecated: it means precision='mixed_float16') contradicts "
+                         f"precision={self.precision!r}; remove train.mixed_precision.")
+      logging.warning("train.mixed_precision is deprecated; use train.precision = 'mixed_float16'.")
+      object.__setattr__(self, "precision", "mixed_float16")
     if self.strategy not in STRATEGIES:
       raise ValueError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))}; got {self.strategy!r}.")
     _int_at_least("cpu_devices", self.cpu_devices, 0, " (0 leaves the CPU as one device)")

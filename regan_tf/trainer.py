@@ -209,6 +209,7 @@ def train(
     strategy: str = "auto",
     cpu_devices: int = 0,
     jit_compile: Union[bool, str] = "auto",
+    precision: str = "float32",
     mixed_precision: bool = False,
     checkpoint_every: int = 500,
     keep_checkpoints: int = 3,
@@ -288,11 +289,12 @@ def run(spec: RunSpec, parts: Components, *, workdir: str, config_text: ConfigTe
     strategy = make_strategy(spec.runtime.strategy)
     spec.check_replicas(strategy.num_replicas_in_sync)
     use_jit = resolve_jit_compile(spec.runtime.jit_compile, strategy)
-    if spec.runtime.mixed_precision and not _on_gpu(strategy):
-      logging.warning("mixed_precision on CPU is slow (float16 is emulated); it is meant for GPUs.")
-    logging.info("Strategy %s with %d replica(s); XLA %s; mixed precision %s.", type(strategy).__name__,
-                 strategy.num_replicas_in_sync, "on" if use_jit else "off",
-                 "on" if spec.runtime.mixed_precision else "off")
+    precision = spec.runtime.precision
+    if precision == "mixed_float16" and not _on_gpu(strategy):
+      logging.warning("precision 'mixed_float16' on CPU is slow (float16 is emulated); it is meant for NVIDIA "
+                      "GPUs. On a CPU with bfloat16 support use 'mixed_bfloat16'.")
+    logging.info("Strategy %s with %d replica(s); XLA %s; precision %s.", type(strategy).__name__,
+                 strategy.num_replicas_in_sync, "on" if use_jit else "off", precision)
 
     # --------------------------------------------------------------- data ---
     full_images = parts.dataset()
@@ -304,7 +306,7 @@ def run(spec: RunSpec, parts: Components, *, workdir: str, config_text: ConfigTe
     logging.info("Data %s: %d images of %dx%dx%d; one epoch = %.2f generator steps; training for %d steps.",
                  images.name, images.num_examples, images.image_size, images.image_size,
                  images.channels, steps_per_epoch, train_steps)
-    with _compute_policy("mixed_float16" if spec.runtime.mixed_precision else None):
+    with _compute_policy(None if precision == "float32" else precision):
       return _train_models(spec, parts, strategy, full_images, images, steps_per_epoch, train_steps,
                            use_jit=use_jit, workdir=workdir, lock=lock, run_log=run_log, config_text=config_text,
                            allow_config_change=allow_config_change)
@@ -518,7 +520,7 @@ def _make_optimizers(spec: RunSpec, controller: Optional[PruningController]) -> 
   """
   opt, reg = spec.optimization, spec.regularization
   g_lazy, d_lazy = reg.g_lazy, reg.d_lazy
-  loss_scale = spec.runtime.mixed_precision
+  loss_scale = spec.runtime.precision == "mixed_float16"  # bfloat16 has float32's range: no loss scaling
   g_rate = opt.g_lr * g_lazy
   if controller is not None:
     g_rate = controller.learning_rate(g_rate)

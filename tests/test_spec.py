@@ -42,6 +42,11 @@ def test_lazy_regularization_corrections():
   assert spec_lib.Regularization().d_lazy == 1.0 and not spec_lib.Regularization().r1_at(0)
 
 
+def test_deprecated_mixed_precision_means_float16():
+  assert spec_lib.Runtime(mixed_precision=True).precision == "mixed_float16"
+  assert spec_lib.Runtime().precision == "float32"
+
+
 def test_epochs_to_steps():
   assert spec_lib.Cadence(train_epochs=2.0).steps(15.625) == 31
   assert spec_lib.Cadence(train_epochs=0.01).steps(1.0) == 1
@@ -70,6 +75,8 @@ def test_epochs_to_steps():
     (dict(train_steps=1, strategy="tpu"), "strategy must be one of 'auto'"),
     (dict(train_steps=1, jit_compile="yes"), "jit_compile must be True, False or 'auto'"),
     (dict(train_steps=1, seed=-2), "seed must be an integer >= 0"),
+    (dict(train_steps=1, precision="bfloat16"), "precision must be one of 'float32', 'mixed_bfloat16'"),
+    (dict(train_steps=1, precision="mixed_bfloat16", mixed_precision=True), "contradicts"),
     (dict(train_steps=1, regan_stage=1), "regan_stage=1 needs a growing run"),
     (dict(train_steps=1, export_best=True), "export_best=True needs an evaluation"),
 ])

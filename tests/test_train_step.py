@@ -99,3 +99,21 @@ def test_path_length_without_stylegan_parts_is_an_error():
               g_optimizer=step.g_optimizer, d_optimizer=step.d_optimizer, losses="hinge", z_dim=8,
               local_batch=_BATCH, n_critic=1, seed=0, pl_weight=1.0, pl_mean=tf.Variable(0.0),
               controller=controller)
+
+
+@pytest.mark.parametrize("arch, loss", [("sngan", "hinge"), ("progan", "wasserstein"),
+                                        ("stylegan2", "non_saturating")])
+def test_one_iteration_under_mixed_bfloat16(arch, loss):
+  # bfloat16 compute, float32 variables: losses finite, the masks exact, G's output float32.
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    step, iterator, controller, _ = _setup(arch, loss)
+    assert step.generator(tf.zeros([2, step.z_dim])).dtype == tf.float32
+    out = step(iterator, 0)
+    assert all(np.isfinite(float(v)) for v in out.values()), out
+    for tensor in controller.tensors:
+      assert tensor.weight.dtype == tf.float32
+      np.testing.assert_array_equal(tensor.weight.numpy()[tensor.mask.numpy() == 0], 0.0, err_msg=tensor.name)
+  finally:
+    keras.mixed_precision.set_global_policy(previous)

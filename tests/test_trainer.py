@@ -211,11 +211,17 @@ def test_regan_export_ending_sparse_has_zeros_in_fresh_process(tmp_path):
     assert int((a == 0).sum()) == int(np.floor(0.3 * a.size + 1e-6)), (name, int((a == 0).sum()), a.size)
 
 
-def test_mixed_precision_keeps_float32_outputs_and_restores_policy(tmp_path):
+@pytest.mark.parametrize("precision", [dict(mixed_precision=True), dict(precision="mixed_float16"),
+                                       dict(precision="mixed_bfloat16")])
+def test_mixed_precision_keeps_float32_outputs_and_restores_policy(tmp_path, precision):
   from regan_tf.compat import keras
-  result = _train(tmp_path, train_steps=1, mixed_precision=True, export=True, image_every=1)
-  assert result.step == 1 and np.isfinite(result.metrics["d_loss"])
+  result = _train(tmp_path, train_steps=3, export=True, image_every=1, pruning=_regan(sparsity=0.3, warmup=1, g=5),
+                  **precision)
+  assert result.step == 3 and np.isfinite(result.metrics["d_loss"])
   assert keras.mixed_precision.global_policy().name == "float32"
+  meta = json.load(open(tmp_path / "export" / "regan_tf_export.json"))
+  assert meta["sparsity"]["phase_at_export"] == 1  # masks hold under the mixed policy too
+  assert all(abs(fraction - 0.3) < 0.01 for fraction in meta["sparsity"]["per_tensor"].values())
   sampler = tf.saved_model.load(str(tmp_path / "export"))
   images = sampler.sample(tf.zeros([2, 16]))
   assert images.dtype == tf.float32
