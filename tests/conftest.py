@@ -22,6 +22,16 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
 
+MAIN_GIN = os.path.join(REPO, "gin", "regan_digits.gin")
+# The main job (gin/regan_digits.gin) shrunk to seconds: 16x16 digits, narrow models.
+TINY_MAIN_JOB = (
+    "data.digits.image_size = 16",
+    "models.dcgan.g_base_channels = 8",
+    "models.dcgan.d_base_channels = 8",
+    "train.batch_size = 16",
+    "train.z_dim = 16",
+)
+
 
 def run_python(args: Sequence[str], *, env: Optional[Dict[str, str]] = None, timeout: float = 300,
                cwd: str = REPO) -> subprocess.CompletedProcess:

@@ -17,15 +17,10 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, run_python
+from conftest import MAIN_GIN, REPO, TINY_MAIN_JOB, run_python
 
-MAIN_GIN = os.path.join(REPO, "gin", "regan_digits.gin")
 TINY = [
-    "data.digits.image_size = 16",
-    "models.dcgan.g_base_channels = 8",
-    "models.dcgan.d_base_channels = 8",
-    "train.batch_size = 16",
-    "train.z_dim = 16",
+    *TINY_MAIN_JOB,
     "regan.warmup = 20",
     "regan.g = 15",
     "regan.final_phase = None",
