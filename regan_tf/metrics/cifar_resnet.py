@@ -144,6 +144,8 @@ class CifarResNetExtractor(FeatureExtractor):
     class_names: label order of the logits.
   """
 
+  labelled = True
+
   def __init__(self, model: keras.Model, *, sha256: str, info: Dict):
     self.model = model
     self.name = "cifar10_resnet"
