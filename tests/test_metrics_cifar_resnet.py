@@ -148,3 +148,17 @@ def test_evaluator_wiring_picks_and_names_the_resnet(tmp_path):
   scores = evaluator.score_images(one_image)
   assert scores["top_class_share_cifar10_resnet"] == 1.0
   assert scores["class_entropy_cifar10_resnet"] == 0.0
+
+
+@pytest.mark.parametrize("gin_name", ["cifar_jpeg.gin", "cifar_jpeg_dense.gin", "cifar_jpeg_diffaug.gin",
+                                      "cifar_jpeg_apa.gin"])
+def test_cifar_jpeg_gin_files_measure_with_the_resnet(gin_name):
+  import gin  # pylint: disable=g-import-not-at-top
+  from regan_tf import train  # pylint: disable=g-import-not-at-top
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  gin.clear_config()
+  try:
+    train.parse_gin([os.path.join(repo, "gin", gin_name)], [])
+    assert gin.query_parameter("evaluation.extractor") == "cifar10_resnet"
+  finally:
+    gin.clear_config()
