@@ -27,7 +27,7 @@ from absl import flags
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "The unpacked CIFAR-10 train/ folder (one subfolder per class).")
 flags.DEFINE_string("out", "regan_tf/metrics/weights/cifar10_resnet.npz", "Weights file to write.")
-flags.DEFINE_integer("epochs", 12, "Passes over the training images.")
+flags.DEFINE_integer("epochs", 20, "Passes over the training images.")
 flags.DEFINE_integer("batch_size", 256, "Images per SGD step.")
 flags.DEFINE_float("peak_lr", 0.2, "Learning rate at the end of the warm-up.")
 flags.DEFINE_integer("validation_per_class", 500, "Held-out images per class.")

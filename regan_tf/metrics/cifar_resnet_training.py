@@ -49,7 +49,7 @@ class TrainConfig:
     seed: seeds the split, the initial weights, the order and the augmentation.
     widths: channels of the stem and the three stages.
   """
-  epochs: int = 12
+  epochs: int = 20
   batch_size: int = 256
   peak_lr: float = 0.2
   warmup_fraction: float = 0.2
