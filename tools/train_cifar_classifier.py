@@ -4,13 +4,13 @@ r"""Trains the CIFAR-10 ResNet FID extractor and writes its weights, log and has
     nohup nice -n 15 python tools/train_cifar_classifier.py --data_dir=/tmp/cifar10/train \
         --out=regan_tf/metrics/weights/cifar10_resnet.npz > /tmp/train_cifar.log 2>&1 &
 
-Expected runtime: ~30 min on 2 shared CPU cores (float32; see
+Expected runtime: 25-50 min on 2 CPU cores depending on load (float32; see
 regan_tf/metrics/cifar_resnet.py for why not bfloat16 on AVX2 CPUs).
 
 Writes ``--out`` (the weights, with the settings, history and validation
 accuracy inside), ``<out>.log.json`` (the same information, readable) and
 ``<out>.sha256``. The weights committed with the package came from this tool
-with its default flags; committing them (1.6 MB) means every machine and CI
+with its default flags; committing them (1.5 MB) means every machine and CI
 measure FID with bit-identical features, which retraining would not give
 (oneDNN kernels differ across CPUs, so the same seed gives slightly different
 weights and FID values on different machines).

@@ -8,8 +8,9 @@ architecture in the style of the fast CIFAR-10 training recipes (the "ResNet-9"
 of D. Page's DAWNBench entry and its descendants): a conv-BN-ReLU stem, three
 stages that double the width and halve the resolution with max pooling, residual
 blocks after stages 1 and 3, and a global max pool. Widths are scaled down from
-(64, 128, 256, 512) to (16, 32, 64, 128) (414k parameters, 1.6 MB in float32) so
-that it trains on two shared CPU cores in about half an hour: on this AVX2-only
+(64, 128, 256, 512) to (16, 32, 64, 128) (414k parameters, 1.5 MB in float32) so
+that it trains on two CPU cores in 25-50 minutes (87.1% validation accuracy after
+20 epochs; docs/METRICS.md has the record). On this AVX2-only
 CPU a training step at (32, 64, 128, 256) took 2.5 s per 256 images in float32,
 and bfloat16 compute (``mixed_bfloat16``) was 9x *slower* (22 s), because
 without AVX512-BF16 the bfloat16 kernels are emulated. Training runs in float32.

@@ -181,7 +181,7 @@ def build_extractor(data: ImageData, extractor: str = "auto", *,
   Args:
     data: the reference images; decides what "auto" picks.
     extractor: "cifar10_resnet" (the committed CIFAR-10 ResNet of
-      :mod:`regan_tf.metrics.cifar_resnet`, 88% accurate; for CIFAR-10-like
+      :mod:`regan_tf.metrics.cifar_resnet`, 87% accurate; for CIFAR-10-like
       32x32 RGB data), "classifier" (the small offline CNN of
       :mod:`regan_tf.metrics.classifier`, trained on the labelled images on
       first use; adequate for digits, too weak for CIFAR-10), "inception"
