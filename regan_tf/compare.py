@@ -152,6 +152,9 @@ class RunResult:
   executed_flops: float
   effective_flops: float
   phases: Dict[int, int] = dataclasses.field(default_factory=dict)  # step -> Re-GAN phase (1 = sparse)
+  # step -> largest predicted class share (labelled extractors only): a collapsed
+  # checkpoint can have a good FID under a weak extractor (issue 23).
+  top_share: Dict[int, float] = dataclasses.field(default_factory=dict)
 
   @property
   def final_fid(self) -> float:
@@ -175,12 +178,15 @@ def load_result(out: str, arm: str, seed: int, metric: Optional[str] = None) -> 
   scalars = read_scalars(workdir, prefix="eval/")
   tag = fid_tag(scalars, metric)
   phases = read_scalars(workdir, prefix="regan/phase").get("regan/phase", {})
+  top_share = scalars.get("eval/top_class_share_" + tag[len("eval/fid_"):], {}) \
+      if tag.startswith("eval/fid_") else {}
   with open(os.path.join(workdir, "flops.json")) as f:
     projected = json.load(f)["projected"]
   return RunResult(arm=arm, seed=seed, fid=dict(sorted(scalars[tag].items())),
                    wall_seconds=record.wall_seconds, executed_flops=float(projected["executed_total"]),
                    effective_flops=float(projected["regan_effective_total"]),
-                   phases={step: int(p) for step, p in sorted(phases.items())})
+                   phases={step: int(p) for step, p in sorted(phases.items())},
+                   top_share=dict(sorted(top_share.items())))
 
 
 def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
@@ -204,6 +210,9 @@ class ArmSummary:
   executed_flops: float
   effective_flops: float
   sparse_spans: List[Tuple[int, int]] = dataclasses.field(default_factory=list)
+  # Largest predicted class share at each run's best and final step (NaN: not recorded).
+  best_top_share: List[float] = dataclasses.field(default_factory=list)
+  final_top_share: List[float] = dataclasses.field(default_factory=list)
 
   @property
   def final_mean_std(self) -> Tuple[float, float]:
@@ -232,7 +241,9 @@ def summarize(results: Sequence[RunResult]) -> List[ArmSummary]:
         wall_seconds=[r.wall_seconds for r in runs],
         executed_flops=float(np.mean([r.executed_flops for r in runs])),
         effective_flops=float(np.mean([r.effective_flops for r in runs])),
-        sparse_spans=sparse_spans(runs[0].phases, end=max(runs[0].fid))))
+        sparse_spans=sparse_spans(runs[0].phases, end=max(runs[0].fid)),
+        best_top_share=[r.top_share.get(r.best_step, math.nan) for r in runs],
+        final_top_share=[r.top_share.get(max(r.fid), math.nan) for r in runs]))
   return summaries
 
 
@@ -271,20 +282,34 @@ def format_se(se: float) -> str:
   return f"{se:.2f}" if math.isfinite(se) else "n/a"
 
 
+def _percent(share: float) -> str:
+  return f"{100 * share:.0f}%" if math.isfinite(share) else "n/a"
+
+
 def format_table(summaries: Sequence[ArmSummary], metric: str = "FID") -> str:
-  """A Markdown table: one row per arm, then one row per run."""
+  """A Markdown table: one row per arm, then one row per run.
+
+  When the runs recorded the largest predicted class share (labelled
+  extractors), a last column gives it at the best and at the final step.
+  """
+  shares = any(math.isfinite(v) for s in summaries for v in s.best_top_share + s.final_top_share)
+  extra_head, extra_rule = (" largest class at best / final |", "---|") if shares else ("", "")
   lines = [f"| arm | seeds | final {metric} | best {metric} (step) | wall time / run | "
-           f"executed TFLOP | effective TFLOP |",
-           "|---|---|---|---|---|---|---|"]
+           f"executed TFLOP | effective TFLOP |{extra_head}",
+           "|---|---|---|---|---|---|---|" + extra_rule]
   for s in summaries:
     lines.append(
         f"| **{s.arm}** | {len(s.seeds)} | **{_pm(s.final_mean_std)}** | **{_pm(s.best_mean_std)}** | "
         f"{np.mean(s.wall_seconds) / 60:.1f} min | {s.executed_flops / 1e12:.3g} | "
-        f"{s.effective_flops / 1e12:.3g} |")
+        f"{s.effective_flops / 1e12:.3g} |" + (" |" if shares else ""))
   for s in summaries:
-    for seed, final, best, step, wall in zip(s.seeds, s.final, s.best, s.best_steps, s.wall_seconds):
+    best_shares = s.best_top_share or [math.nan] * len(s.seeds)
+    final_shares = s.final_top_share or [math.nan] * len(s.seeds)
+    for seed, final, best, step, wall, b_share, f_share in zip(
+        s.seeds, s.final, s.best, s.best_steps, s.wall_seconds, best_shares, final_shares):
+      extra = f" {_percent(b_share)} / {_percent(f_share)} |" if shares else ""
       lines.append(f"| {s.arm} seed {seed} | 1 | {final:.2f} | {best:.2f} ({step}) | {wall / 60:.1f} min | "
-                   f"| |")
+                   f"| |{extra}")
   return "\n".join(lines)
 
 

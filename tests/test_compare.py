@@ -174,3 +174,19 @@ def test_one_seed_reports_no_spread_instead_of_zero():
   assert compare.format_se(diff["final_se"]) == "n/a" and compare.format_se(0.456) == "0.46"
   table = compare.format_table([dense, regan])
   assert "| **dense** | 1 | **25.00 (one seed)** |" in table and "± 0.00" not in table
+
+
+def test_table_shows_the_largest_class_share_at_best_and_final():
+  """A run whose best checkpoint is collapsed must show it beside its FID (issue 23)."""
+  dense = _result("dense", 0, {100: 5.0, 200: 4.0, 300: 6.0})
+  dense.top_share = {100: 0.3, 200: 0.44, 300: 0.23}
+  regan = _result("regan", 0, {100: 5.0, 200: 7.0, 300: 4.5})
+  summaries = compare.summarize([dense, regan])
+  assert summaries[0].best_top_share == [0.44] and summaries[0].final_top_share == [0.23]
+  assert np.isnan(summaries[1].best_top_share[0])
+  table = compare.format_table(summaries)
+  assert "largest class at best / final |" in table.splitlines()[0]
+  assert "| dense seed 0 | 1 | 6.00 | 4.00 (200) | 1.0 min | | | 44% / 23% |" in table
+  assert "| regan seed 0 | 1 | 4.50 | 4.50 (300) | 1.0 min | | | n/a / n/a |" in table
+  # Without recorded shares the table keeps its old columns.
+  assert "largest class" not in compare.format_table(compare.summarize([_result("dense", 0, {1: 2.0})]))

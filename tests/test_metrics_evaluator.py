@@ -23,7 +23,8 @@ def evaluator(digits, cache_dir):
 def test_auto_picks_the_digits_classifier_and_names_metrics(evaluator):
   assert isinstance(evaluator.extractor, metrics.ClassifierExtractor)
   assert evaluator.metric_names == ("fid_digits_classifier", "is_digits_classifier",
-                                    "kid_digits_classifier")
+                                    "kid_digits_classifier", "class_entropy_digits_classifier",
+                                    "top_class_share_digits_classifier")
 
 
 def test_untrained_generator_scores_far_worse_than_real_images(evaluator, digits):
@@ -41,6 +42,9 @@ def test_untrained_generator_scores_far_worse_than_real_images(evaluator, digits
   real = evaluator.score_images(digits.images[np.random.default_rng(0).permutation(1797)[:300]])
   assert fake["fid_digits_classifier"] > 10 * real["fid_digits_classifier"]
   assert real["is_digits_classifier"] > 5 > fake["is_digits_classifier"]
+  # Real digits spread over the ten classes; an untrained generator's samples do not.
+  assert real["class_entropy_digits_classifier"] > 0.95 > fake["class_entropy_digits_classifier"]
+  assert real["top_class_share_digits_classifier"] < 0.2 < fake["top_class_share_digits_classifier"]
   # Same seed, same latents, same numbers.
   assert evaluator.evaluate(sample_fn) == fake
 

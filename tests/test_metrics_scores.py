@@ -58,6 +58,22 @@ def test_classifier_score_uniform_is_one_and_confident_balanced_is_k():
   assert metrics.classifier_score(same) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_class_coverage_balanced_collapsed_and_skewed():
+  eye = np.eye(10, dtype=np.float32)
+  balanced = np.tile(eye, [3, 1])  # 3 images per class
+  assert metrics.class_coverage(balanced) == pytest.approx((1.0, 0.1))
+  collapsed = np.tile(eye[4:5], [30, 1])
+  assert metrics.class_coverage(collapsed) == pytest.approx((0.0, 1.0))
+  # 44% in one class, the rest spread evenly over the other nine (issue 23's checkpoint).
+  skewed = np.concatenate([np.tile(eye[9:10], [44, 1]), np.tile(eye[:9], [1, 1]).repeat(7, 0)[:56]])
+  shares = np.bincount(skewed.argmax(1), minlength=10) / len(skewed)
+  entropy, top = metrics.class_coverage(skewed)
+  assert top == pytest.approx(0.44)
+  expected = -np.sum(shares[shares > 0] * np.log(shares[shares > 0])) / np.log(10)
+  assert entropy == pytest.approx(expected)
+  assert 0.0 < entropy < 1.0
+
+
 def test_kid_matches_numpy_single_block():
   rng = np.random.default_rng(3)
   x = rng.normal(size=[120, 6])
@@ -84,6 +100,7 @@ def test_kid_block_average_matches_numpy():
     (lambda: metrics.kernel_distance(np.zeros([3, 2]), np.zeros([5000, 2])), "fewer than 2"),
     (lambda: metrics.kernel_distance(np.zeros([3, 2]), np.zeros([3, 2]), max_block_size=1),
      "max_block_size"),
+    (lambda: metrics.class_coverage(np.zeros([5, 1])), "at least 2 classes"),
 ])
 def test_bad_inputs_are_named(call, match):
   with pytest.raises(ValueError, match=match):

@@ -41,9 +41,11 @@ flags.DEFINE_float("fraction", 1.0, "Use this fraction of the dataset as the ref
 flags.DEFINE_enum("subset_rule", "first", ["first", "random", "stratified"],
                   "How --fraction picks images (see regan_tf.data.subset_indices).")
 flags.DEFINE_integer("subset_seed", 0, "Seed of the random / stratified subset.")
-flags.DEFINE_enum("extractor", "auto", ["auto", "classifier", "inception"],
-                  "Features: 'classifier' (offline CNN on the dataset's labels), 'inception' "
-                  "(TF-GAN Inception), 'auto' (classifier for labelled data, else inception).")
+flags.DEFINE_enum("extractor", "auto", ["auto", "cifar10_resnet", "classifier", "inception"],
+                  "Features: 'cifar10_resnet' (the committed CIFAR-10 ResNet), 'classifier' "
+                  "(small offline CNN on the dataset's labels; digits), 'inception' (TF-GAN "
+                  "Inception), 'auto' (cifar10_resnet for CIFAR-10, classifier for other "
+                  "labelled data, else inception).")
 flags.DEFINE_string("inception_path", None, "Folder of the downloaded TF-GAN Inception module.")
 flags.DEFINE_string("cache_dir", None, "Cache folder (default $REGAN_TF_CACHE or ~/.cache/regan_tf).")
 flags.DEFINE_integer("max_reference_images", None, "Cap on reference images (seeded subset).")

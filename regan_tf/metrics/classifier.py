@@ -87,6 +87,8 @@ class ClassifierExtractor(FeatureExtractor):
     info: what it was trained on and its held-out accuracy.
   """
 
+  labelled = True
+
   def __init__(self, model: keras.Model, *, name: str, key: str, info: dict):
     self.model = model
     self.name = name

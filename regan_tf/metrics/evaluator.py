@@ -4,10 +4,15 @@
 and a fixed latent stream; :meth:`Evaluator.evaluate` draws ``num_samples``
 images from ``sample_fn(z)`` in batches and returns
 
-    {"fid_<name>": ..., "is_<name>": ..., "kid_<name>": ...}
+    {"fid_<name>": ..., "is_<name>": ..., "kid_<name>": ...,
+     "class_entropy_<name>": ..., "top_class_share_<name>": ...}
 
-where ``<name>`` is the extractor's name ("inception", "digits_classifier",
-...), so an offline classifier's numbers are never mistaken for Inception ones.
+where ``<name>`` is the extractor's name ("inception", "cifar10_resnet",
+"digits_classifier", ...), so an offline classifier's numbers are never mistaken
+for Inception ones. The last two, for extractors whose logits are the data's own
+classes (``extractor.labelled``), say how the samples spread over the classes
+(:func:`regan_tf.metrics.scores.class_coverage`): a collapsed checkpoint shows a
+large top class share even when FID looks good.
 The latents are ``tf.random.stateless_normal`` seeded by ``(seed, batch)``, so
 every call (every checkpoint of a run, every run) scores the same z.
 
@@ -16,6 +21,10 @@ Caveats:
 * FID is biased upwards at small sample counts; compare runs at the same
   ``num_samples`` (and reference set and extractor). Paper numbers use
   10k-50k samples with Inception; smaller counts are for tracking training.
+* FID is only as good as the extractor's features. The first offline CIFAR
+  classifier (52% accurate) ranked a near-collapsed checkpoint best (issue 23);
+  CIFAR-10 runs use "cifar10_resnet" (:mod:`regan_tf.metrics.cifar_resnet`),
+  whose calibration (docs/METRICS.md) is pinned by tests on real images.
 * Few-shot FID uses the training images as the reference (as the Re-GAN
   paper's Table 5), so it also rewards memorization.
 """
@@ -31,6 +40,7 @@ import numpy as np
 from regan_tf.compat import tf
 from regan_tf.data import ImageData
 from regan_tf.metrics import scores
+from regan_tf.metrics.cifar_resnet import load_cifar_resnet
 from regan_tf.metrics.classifier import load_or_train_classifier
 from regan_tf.metrics.extractors import FeatureExtractor
 from regan_tf.metrics.inception import load_inception
@@ -38,7 +48,7 @@ from regan_tf.metrics.reference import ReferenceStats, reference_stats
 
 __all__ = ["EXTRACTORS", "Evaluator", "build_evaluator", "build_extractor"]
 
-EXTRACTORS = ("auto", "classifier", "inception")
+EXTRACTORS = ("auto", "cifar10_resnet", "classifier", "inception")
 
 SampleFn = Callable[[tf.Tensor], tf.Tensor]
 
@@ -99,8 +109,11 @@ class Evaluator:
 
   @property
   def metric_names(self) -> tuple:
-    """The keys :meth:`evaluate` returns."""
-    return (f"fid_{self.prefix}", f"is_{self.prefix}", f"kid_{self.prefix}")
+    """The keys :meth:`evaluate` returns; FID first (the trainer ranks checkpoints by it)."""
+    names = (f"fid_{self.prefix}", f"is_{self.prefix}", f"kid_{self.prefix}")
+    if self.extractor.labelled:
+      names += (f"class_entropy_{self.prefix}", f"top_class_share_{self.prefix}")
+    return names
 
   def latents(self, index: int) -> tf.Tensor:
     """z float32 [b, z_dim] of batch ``index`` (b = batch_size, or the remainder)."""
@@ -115,7 +128,7 @@ class Evaluator:
         (e.g. ``lambda z: generator(z, training=False)``).
 
     Returns:
-      {"fid_<prefix>", "is_<prefix>", "kid_<prefix>"} as Python floats.
+      :attr:`metric_names` -> Python floats.
 
     Raises:
       FloatingPointError: the generator produced NaN or Inf pixels.
@@ -140,14 +153,19 @@ class Evaluator:
     return result
 
   def score(self, features, logits) -> Dict[str, float]:
-    """FID / IS / KID of precomputed features [N, D] and logits [N, K]."""
+    """FID / IS / KID (and class coverage) of precomputed features [N, D] and logits [N, K]."""
     kid, _ = scores.kernel_distance(self.reference.features, features,
                                     max_block_size=self.kid_block_size)
-    return {
+    result = {
         f"fid_{self.prefix}": scores.frechet_distance(self.reference.features, features),
         f"is_{self.prefix}": scores.classifier_score(logits),
         f"kid_{self.prefix}": kid,
     }
+    if self.extractor.labelled:
+      entropy, top_share = scores.class_coverage(logits)
+      result[f"class_entropy_{self.prefix}"] = entropy
+      result[f"top_class_share_{self.prefix}"] = top_share
+    return result
 
   def score_images(self, images: np.ndarray) -> Dict[str, float]:
     """Scores given images (uint8 0..255 or float in [-1, 1]) instead of samples."""
@@ -157,19 +175,23 @@ class Evaluator:
 
 def build_extractor(data: ImageData, extractor: str = "auto", *,
                     cache_dir: Optional[str] = None, inception_path: Optional[str] = None,
-                    classifier_data: Optional[ImageData] = None, classifier_seed: int = 0
-                   ) -> FeatureExtractor:
+                    classifier_data: Optional[ImageData] = None, classifier_seed: int = 0,
+                    cifar10_resnet_path: Optional[str] = None) -> FeatureExtractor:
   """Picks and builds a feature extractor.
 
   Args:
     data: the reference images; decides what "auto" picks.
-    extractor: "classifier" (the offline CNN of
-      :mod:`regan_tf.metrics.classifier`, trained on labelled images),
-      "inception" (TF-GAN's Inception from ``inception_path`` or TF-Hub), or
-      "auto": the classifier when the labelled images (``classifier_data`` or
-      ``data``) have at least two classes (digits, the CIFAR-10 folder), else
-      Inception. "auto" is offline-first; ask for "inception" explicitly for
-      numbers comparable with papers.
+    extractor: "cifar10_resnet" (the committed CIFAR-10 ResNet of
+      :mod:`regan_tf.metrics.cifar_resnet`, 87% accurate; for CIFAR-10-like
+      32x32 RGB data), "classifier" (the small offline CNN of
+      :mod:`regan_tf.metrics.classifier`, trained on the labelled images on
+      first use; adequate for digits, too weak for CIFAR-10), "inception"
+      (TF-GAN's Inception from ``inception_path`` or TF-Hub), or "auto":
+      "cifar10_resnet" for 10-class RGB data whose name mentions CIFAR,
+      "classifier" for other labelled images (``classifier_data`` or
+      ``data``) with at least two classes, else Inception. "auto" is
+      offline-first; ask for "inception" explicitly for numbers comparable
+      with papers.
     cache_dir: cache folder; None for ``$REGAN_TF_CACHE`` or ~/.cache/regan_tf.
     inception_path: folder of the downloaded TF-GAN Inception module.
     classifier_data: labelled images to train the classifier on (default
@@ -177,16 +199,25 @@ def build_extractor(data: ImageData, extractor: str = "auto", *,
       runs on different fractions share one classifier.
     classifier_seed: the classifier's training seed. Keep the default:
       a classifier with another seed gives numbers on another scale.
+    cifar10_resnet_path: weights for "cifar10_resnet"; None for the
+      committed ones (use another file only to test a retrained network).
   """
   if extractor not in EXTRACTORS:
-    raise ValueError(f"extractor must be one of {EXTRACTORS}, got {extractor!r}.")
+    raise ValueError(f"extractor must be one of {EXTRACTORS}, got {extractor!r}; "
+                     f"'cifar10_resnet' for CIFAR-10-like data, 'classifier' for other labelled "
+                     f"data (digits), 'inception' for paper-comparable numbers.")
   labelled = classifier_data if classifier_data is not None else data
   if extractor == "auto":
-    has_classes = labelled.labels is not None and len(np.unique(labelled.labels)) >= 2
-    extractor = "classifier" if has_classes else "inception"
+    classes = np.unique(labelled.labels) if labelled.labels is not None else np.zeros([0])
+    if len(classes) == 10 and labelled.channels == 3 and "cifar" in labelled.name.lower():
+      extractor = "cifar10_resnet"
+    else:
+      extractor = "classifier" if len(classes) >= 2 else "inception"
     logging.info("extractor='auto' picked %r for %s.", extractor, labelled.name)
   if extractor == "inception":
     return load_inception(inception_path)
+  if extractor == "cifar10_resnet":
+    return load_cifar_resnet(cifar10_resnet_path)
   return load_or_train_classifier(labelled, cache_dir=cache_dir, seed=classifier_seed)
 
 
@@ -195,14 +226,16 @@ def build_evaluator(data: ImageData, *, z_dim: int, extractor: Union[str, Featur
                     cache_dir: Optional[str] = None, inception_path: Optional[str] = None,
                     classifier_data: Optional[ImageData] = None,
                     max_reference_images: Optional[int] = None,
-                    prefix: Optional[str] = None) -> Evaluator:
+                    prefix: Optional[str] = None,
+                    cifar10_resnet_path: Optional[str] = None) -> Evaluator:
   """Builds an :class:`Evaluator` whose reference is ``data`` (stats cached).
 
   Args:
     data: the real images to compare against: the full training set for
       CIFAR-10 fractions, the few-shot set itself for 100-shot data.
     z_dim: the generator's latent width.
-    extractor: "auto", "classifier", "inception" (see :func:`build_extractor`)
+    extractor: "auto", "cifar10_resnet", "classifier", "inception" (see
+      :func:`build_extractor`)
       or a ready :class:`FeatureExtractor`.
     num_samples: generated images per evaluation; compare FIDs only at equal
       counts.
@@ -214,12 +247,14 @@ def build_evaluator(data: ImageData, *, z_dim: int, extractor: Union[str, Featur
       ``data``).
     max_reference_images: cap on the reference images (seeded subset).
     prefix: metric-name stem; None for the extractor's name.
+    cifar10_resnet_path: weights for "cifar10_resnet"; None for the committed ones.
   """
   if not isinstance(data, ImageData):
     raise ValueError(f"data must be a regan_tf.data.ImageData, got {type(data).__name__}.")
   if not isinstance(extractor, FeatureExtractor):
     extractor = build_extractor(data, extractor, cache_dir=cache_dir, inception_path=inception_path,
-                                classifier_data=classifier_data)
+                                classifier_data=classifier_data,
+                                cifar10_resnet_path=cifar10_resnet_path)
   # The classifier and the reference shuffle use their fixed default seeds:
   # ``seed`` picks the latents only, so evaluators with different seeds share
   # one classifier and one reference (and their scores are comparable).

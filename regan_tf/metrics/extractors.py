@@ -64,13 +64,16 @@ class FeatureExtractor(abc.ABC):
   Subclasses set ``name`` (used in metric names), ``cache_id`` (changes
   whenever the network or its weights change; part of the reference-statistics
   cache key), ``input_size`` and ``input_channels`` (what the network sees) and
-  implement :meth:`_features_and_logits` on prepared images.
+  implement :meth:`_features_and_logits` on prepared images. ``labelled`` is
+  True when the logits are the dataset's own classes (the offline
+  classifiers), so the evaluator reports how samples spread over them.
   """
 
   name: str
   cache_id: str
   input_size: int
   input_channels: int
+  labelled: bool = False
 
   def __call__(self, images: Union[np.ndarray, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
     """Features float32 [N, D] and logits float32 [N, K] of one batch."""
