@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from absl import app
 from absl import flags
 
+from regan_tf import cli  # noqa: E402  (light: no TensorFlow)
+
 FLAGS = flags.FLAGS
+flags.DEFINE_bool("traceback", False, "On an error, print the full traceback.")
 flags.DEFINE_string("data_dir", None, "The unpacked CIFAR-10 train/ folder (one subfolder per class).")
 flags.DEFINE_string("out", "regan_tf/metrics/weights/cifar10_resnet.npz", "Weights file to write.")
 flags.DEFINE_integer("epochs", 20, "Passes over the training images.")
@@ -73,4 +77,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(lambda argv: sys.exit(cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback)))
