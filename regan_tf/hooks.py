@@ -148,7 +148,7 @@ class LogHook(Hook):
     self._record = record
     self._extra, self._images_per_step, self._last_checkpoint = extra_scalars, images_per_step, last_checkpoint
     self._last_regularization: Dict[str, tf.Tensor] = {}
-    self._last_time = self._start_time = None
+    self._last_time: Optional[float] = None
     self._last_step = 0
 
   def before_step(self, step: int) -> None:

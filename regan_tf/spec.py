@@ -367,7 +367,3 @@ class RunSpec:
     if self.regularization.pl_weight > 0 and (batch // replicas) // shrink < 1:
       raise ValueError(f"pl_batch_shrink ({shrink}) leaves no latents of the per-replica batch "
                        f"({batch // replicas}); lower it or raise batch_size.")
-
-  def local_batch(self, replicas: int, batch_size: Optional[int] = None) -> int:
-    """Per-replica batch of ``batch_size`` (default: the run's)."""
-    return (batch_size or self.optimization.batch_size) // replicas

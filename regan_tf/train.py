@@ -121,13 +121,8 @@ def quiet_tensorflow() -> None:
     os.close(saved)
     os.close(devnull)
   tf.get_logger().setLevel(python_logging.ERROR)
-  logging.get_absl_handler().addFilter(hooks_filter())
-
-
-def hooks_filter():
-  """A logging filter that drops TensorFlow's own INFO lines (TF logs some through absl)."""
   from regan_tf import hooks  # pylint: disable=g-import-not-at-top
-  return hooks.drop_library_info
+  logging.get_absl_handler().addFilter(hooks.drop_library_info)  # TF logs some INFO lines through absl
 
 
 def default_workdir(gin_files: Sequence[str]) -> str:

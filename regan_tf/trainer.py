@@ -399,7 +399,7 @@ def _loop(cursor, hooks: Sequence[hooks_lib.Hook], spec: RunSpec, start_step: in
       if signals.requested is not None:
         path = save(step)
         logging.warning("Stopped after step %d on %s; saved %s. Rerun the same command to resume.", step,
-                        signal_name(signals.requested), path)
+                        signal.Signals(signals.requested).name, path)
         raise safety.TrainingInterrupted(signals.requested, step, path)
       span = cursor.at(step)
       hooks_lib.run_hooks(hooks, "before_step", step)
@@ -410,11 +410,6 @@ def _loop(cursor, hooks: Sequence[hooks_lib.Hook], spec: RunSpec, start_step: in
   finally:
     hooks_lib.run_hooks(hooks, "end", step)
   return step
-
-
-def signal_name(signum: int) -> str:
-  """``SIGTERM`` for 15, etc."""
-  return signal.Signals(signum).name
 
 
 # ----------------------------------------------------------------------------
@@ -593,9 +588,8 @@ def _restore(workdir: str, models: _Models, *, keep: int) -> _RunState:
 
 def _finite_check(models: _Models) -> Callable[[], bool]:
   """A compiled check that G, D and the EMA hold only finite values (run before each save)."""
-  variables = list(models.generator.variables) + list(
-      models.discriminator_trackable.trainable_variables if models.growing is not None
-      else models.discriminator.variables)
+  # discriminator_trackable is D itself, or a growing run's module of every stage's D layers.
+  variables = list(models.generator.variables) + list(models.discriminator_trackable.variables)
   if models.ema is not None:
     variables += list(models.ema.model.variables)
   variables = [v for v in variables if v.dtype.is_floating]
