@@ -18,8 +18,9 @@ Safe by construction: a generator from ``prune_regrow`` refuses to run in
 training before its schedule has started (no callback, no ``before_g_step``),
 and its controller raises at the second G update if the loop never called
 ``mask_gradients`` or ``apply_masks``. Neither check costs a weight-sized op:
-the first is one scalar assertion per wrapper, the second a Python flag set when
-the hook is traced.
+the first is one scalar assertion per wrapper (dropped by XLA: under
+``jit_compile=True`` it does not fire), the second a Python flag set when the
+hook is traced.
 
 What the callback does, per training batch (one generator update):
 
