@@ -466,8 +466,9 @@ class ReganController:
     with self.strategy.scope():
       self._apply_fn()  # masks kept; weights re-zeroed in case they were not
       for wrapper in self._wrappers():
-        if int(wrapper.pruning_step.numpy()) < step:
-          # Marks the wrappers as driven (strict wrappers check it in training).
+        if int(wrapper.pruning_step.numpy()) < 0:
+          # Marks the wrappers as driven (strict wrappers check it in training). A
+          # restored value is kept, so a resumed run's state equals an uninterrupted one's.
           wrapper.pruning_step.assign(step)
     seconds = time.perf_counter() - start
     # Counted on the restored masks themselves: a resumed run whose sparsity
