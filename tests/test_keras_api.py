@@ -15,7 +15,7 @@ from regan_tf.compat import keras, tf
 from regan_tf.pruning.schedule import Phase
 from regan_tf.pruning.wrapper import pruned_tensors
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
-from conftest import REPO, TINY_MAIN_JOB, make_tiny_generator, run_python
+from conftest import REPO, TINY_MAIN_JOB, make_tiny_generator, run_python, run_two_replica_script
 
 Z_DIM = 8
 WARMUP, G, SPARSITY = 2, 2, 0.3  # steps 0-1 warm-up, 2-3 sparse, 4-5 dense, 6-7 sparse
@@ -359,3 +359,33 @@ def test_gin_import_route_trains_your_own_architecture_with_the_cli(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "wrapped 4 layers of 'my_generator'" in proc.stderr
   assert "sparse phase 1" in proc.stderr
+
+
+@pytest.mark.slow
+def test_fit_with_the_callback_under_two_replicas_keeps_every_copy_sparse():
+  proc = run_two_replica_script("""
+      sys.path.insert(0, %r)
+      import regan_tf
+      from regan_tf.pruning.wrapper import pruned_tensors
+      from test_keras_api import After, Before, compiled_gan, make_tiny_generator, reals_dataset
+      strategy = two_replica_strategy()
+      with strategy.scope():
+        g = regan_tf.prune_regrow(make_tiny_generator(8), warmup=2, g=2, strategy=strategy)
+        gan, g_opt, d_opt = compiled_gan(g)
+        # Losses under a strategy are reduced by hand (Keras refuses the default reduction).
+        gan.loss_fn = lambda y, p: tf.reduce_mean(
+            keras.losses.binary_crossentropy(y, p, from_logits=True)) / 2
+      before = Before(d_opt)
+      after = After(before, g, g_opt)
+      gan.fit(reals_dataset(7), epochs=1, verbose=0,
+              callbacks=[before, regan_tf.ReganCallback(g, g_optimizer=g_opt, verbose=0), after])
+      for t in pruned_tensors(g):  # step 6 (the last) is sparse
+        copies = [v.numpy() for v in t.weight.values]
+        assert len(copies) == 2 and np.array_equal(copies[0], copies[1]), t.name
+        assert np.all(copies[0][t.mask.numpy() == 0] == 0) and np.mean(t.mask.numpy() == 0) > 0.29
+      print("G_LR", after.g_lr, "D_UNTOUCHED", all(after.d_untouched))
+  """ % (os.path.dirname(os.path.abspath(__file__)),))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "D_UNTOUCHED True" in proc.stdout
+  lrs = [float(x) for x in proc.stdout.split("G_LR [")[1].split("]")[0].split(",")]
+  np.testing.assert_allclose(lrs, [G_LR] * 4 + [0.1 * G_LR] * 2 + [G_LR], rtol=1e-6)
