@@ -184,6 +184,31 @@ def test_strip_leaves_a_plain_model_with_the_zeros(fit_run):
                              generator(z, training=False).numpy(), atol=1e-6)
 
 
+def test_fit_resumed_mid_dense_phase_continues_the_schedule(tmp_path):
+  generator = regan_tf.prune_regrow(make_tiny_generator(Z_DIM), warmup=WARMUP, g=G)
+  gan, g_opt, _ = compiled_gan(generator)
+  gan.fit(reals_dataset(5), epochs=1, verbose=0,  # steps 0-4; step 4 is dense
+          callbacks=[regan_tf.ReganCallback(generator, g_optimizer=g_opt, verbose=0)])
+  items = regan_tf.controller_of(generator).checkpoint_items()
+  path = tf.train.Checkpoint(generator=generator, g_optimizer=g_opt, **items).write(
+      str(tmp_path / "ckpt"))
+
+  resumed = regan_tf.prune_regrow(make_tiny_generator(Z_DIM, seed=9), warmup=WARMUP, g=G)
+  gan, g_opt, _ = compiled_gan(resumed)
+  items = regan_tf.controller_of(resumed).checkpoint_items()
+  tf.train.Checkpoint(generator=resumed, g_optimizer=g_opt, **items).read(path)
+  for a, b in zip(generator.weights, resumed.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  lrs, masked = [], []
+  record = keras.callbacks.LambdaCallback(on_train_batch_begin=lambda batch, logs: (
+      lrs.append(float(g_opt.learning_rate.numpy())),
+      masked.append(sum(int(np.sum(t.mask.numpy() == 0)) for t in pruned_tensors(resumed)))))
+  gan.fit(reals_dataset(3), epochs=1, verbose=0, callbacks=[  # steps 5 (dense), 6 and 7 (sparse)
+      regan_tf.ReganCallback(resumed, g_optimizer=g_opt, initial_step=5, verbose=0), record])
+  np.testing.assert_allclose(lrs, [0.1 * G_LR, G_LR, G_LR], rtol=1e-6)
+  assert masked[0] == 0 and masked[1] > 0 and masked[2] == masked[1]
+
+
 def test_fit_without_the_callback_fails_naming_it():
   generator = regan_tf.prune_regrow(make_tiny_generator(Z_DIM), warmup=WARMUP, g=G)
   gan, _, _ = compiled_gan(generator)
