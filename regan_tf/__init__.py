@@ -27,3 +27,19 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
+
+# The Keras-facing API (regan_tf.pruning.keras_api), imported on first use so
+# that `import regan_tf` stays free of TensorFlow (PEP 562).
+_KERAS_API = ("prune_regrow", "ReganCallback", "strip", "controller_of")
+__all__ = list(_KERAS_API)
+
+
+def __getattr__(name):
+  if name in _KERAS_API:
+    from regan_tf.pruning import keras_api  # pylint: disable=g-import-not-at-top
+    return getattr(keras_api, name)
+  raise AttributeError(f"module 'regan_tf' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(list(globals()) + list(_KERAS_API))

@@ -134,10 +134,16 @@ def test_discriminator_is_untouched_by_the_controller():
   d_before = [v.numpy() for v in run.discriminator.weights]
   d_vars = run.discriminator.trainable_variables
   d_grads = [tf.ones_like(v) for v in d_vars]
+  g_vars = run.generator.trainable_variables
+  g_grads = [tf.ones_like(v) for v in g_vars]
   for step in range(WARMUP + G + 1):
     run.step(step)
-    passed = run.controller.mask_gradients(d_grads, d_vars)
-    assert all(a is b for a, b in zip(passed, d_grads))
+    # D's gradients pass through untouched when given with G's...
+    passed = run.controller.mask_gradients(g_grads + d_grads, g_vars + d_vars)
+    assert all(a is b for a, b in zip(passed[len(g_vars):], d_grads))
+  # ... and D's variables alone match no pruned tensor: an error, not a silent no-op.
+  with pytest.raises(ValueError, match="none of which is a pruned weight"):
+    run.controller.mask_gradients(d_grads, d_vars)
   for before, variable in zip(d_before, run.discriminator.weights):
     np.testing.assert_array_equal(variable.numpy(), before)
 

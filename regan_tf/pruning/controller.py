@@ -258,7 +258,7 @@ class ReganController:
     # No Python control flow on tensors in these bodies: autograph only costs time.
     self._update_fn = tf.function(self._update_masks_graph, autograph=False)
     self._regrow_fn = tf.function(self._regrow_graph, autograph=False)
-    self._apply_fn = tf.function(self.apply_masks, autograph=False)
+    self._apply_fn = tf.function(self._apply_masks, autograph=False)
     self._zeros_fn = tf.function(self._zero_counts_graph, autograph=False)
     self._mask_zeros_fn = tf.function(self._mask_zero_count_graph, autograph=False)
     self._slot_fns: Dict[int, Any] = {}
@@ -269,6 +269,13 @@ class ReganController:
     # Optimizers with a plain learning rate that the controller scales: id -> base.
     self._optimizer_base_lr: Dict[int, Optional[float]] = {}
     self._optimizer_factor: Dict[int, float] = {}
+    # Which replica-step hooks the G step must call; checked at the second G step
+    # a process runs (see ``before_g_step``). ``regan_tf.prune_regrow`` asks for
+    # both; ``ReganCallback`` for none (it applies the masks after every batch).
+    self.required_hooks: Tuple[str, ...] = ()
+    # Set when the hooks' Python bodies run (at trace time under tf.function).
+    self._hooks_called: Dict[str, bool] = {"mask_gradients": False, "apply_masks": False}
+    self._own_variable_keys: Optional[set] = None
 
   # -------------------------------------------------------------- checkpoints
 
@@ -322,6 +329,8 @@ class ReganController:
     events: List[PhaseEvent] = []
     if step == self._last_step and self._current_mask_cycle is not None:
       return events
+    if self._last_step is not None:
+      self._check_required_hooks()
     phase = self.schedule.phase_at(step)
     cycle = self.schedule.cycle_at(step)
     wanted = cycle if phase == Phase.SPARSE else 0
@@ -349,6 +358,28 @@ class ReganController:
       events.append(self._resume(step, phase, cycle))
     self._last_step = step
     return events
+
+  def _check_required_hooks(self) -> None:
+    """Raises if a G step has run without a hook in ``required_hooks``.
+
+    Called at every new step after the first, so a loop that never calls a
+    hook fails before its second G update instead of silently training dense.
+    The hooks record that their Python body ran (once per trace under
+    ``tf.function``); no TensorFlow work is involved.
+    """
+    missing = [name for name in self.required_hooks if not self._hooks_called[name]]
+    if not missing:
+      return
+    calls = {"mask_gradients": "grads = controller.mask_gradients(grads, variables) before "
+                               "optimizer.apply_gradients",
+             "apply_masks": "controller.apply_masks() after optimizer.apply_gradients"}
+    raise RuntimeError(
+        f"Re-GAN: a generator update ran without controller.{missing[0]}()"
+        + (f" and controller.{missing[1]}()" if len(missing) > 1 else "")
+        + ", so the sparse phases would not stay sparse. In the G training step call "
+        + "; and ".join(calls[name] for name in missing)
+        + " (controller = regan_tf.controller_of(generator)). With Model.fit use "
+        "regan_tf.ReganCallback(generator, g_optimizer=...) instead of the hooks.")
 
   def _scale_optimizer_lr(self, optimizer: Any, factor: float) -> None:
     """Keeps a plain learning rate at ``base * factor`` (see the module docstring)."""
@@ -434,6 +465,11 @@ class ReganController:
     start = time.perf_counter()
     with self.strategy.scope():
       self._apply_fn()  # masks kept; weights re-zeroed in case they were not
+      for wrapper in self._wrappers():
+        if int(wrapper.pruning_step.numpy()) < 0:
+          # Marks the wrappers as driven (strict wrappers check it in training). A
+          # restored value is kept, so a resumed run's state equals an uninterrupted one's.
+          wrapper.pruning_step.assign(step)
     seconds = time.perf_counter() - start
     # Counted on the restored masks themselves: a resumed run whose sparsity
     # setting changed still reports what its masks hold.
@@ -467,7 +503,7 @@ class ReganController:
       tensor.threshold.assign(tf.cast(thresholds[i], tensor.threshold.dtype))
       weight.assign(weight * tf.cast(mask, weight.dtype))
       keeps.append(keep)
-    for wrapper in {id(t.wrapper): t.wrapper for t in self.tensors}.values():
+    for wrapper in self._wrappers():
       wrapper.pruning_step.assign(step)
     self.mask_cycle.assign(cycle)
     self.mask_step.assign(step)
@@ -477,10 +513,14 @@ class ReganController:
     for tensor in self.tensors:
       tensor.mask.assign(tf.ones_like(tensor.mask))
       tensor.threshold.assign(tf.zeros_like(tensor.threshold))
-    for wrapper in {id(t.wrapper): t.wrapper for t in self.tensors}.values():
+    for wrapper in self._wrappers():
       wrapper.pruning_step.assign(step)
     self.mask_cycle.assign(0)
     self.mask_step.assign(-1)
+
+  def _wrappers(self) -> List[Any]:
+    """The distinct pruning wrappers, in layer order."""
+    return list({id(t.wrapper): t.wrapper for t in self.tensors}.values())
 
   def _mask_zero_count_graph(self):
     return tf.add_n([tf.math.count_nonzero(tf.equal(t.mask, 0), dtype=tf.int64) for t in self.tensors])
@@ -526,12 +566,19 @@ class ReganController:
 
     Returns:
       The masked gradients, a list aligned with ``variables``.
+
+    Raises:
+      ValueError: misaligned lists, or no variable is a pruned weight while some
+        are not the pruned generator's (typically the variables of the original,
+        unpruned model: ``build_controller`` and ``prune_regrow`` return a clone).
     """
+    self._hooks_called["mask_gradients"] = True
     grads = list(grads)
     variables = list(variables)
     if len(grads) != len(variables):
       raise ValueError(f"got {len(grads)} gradients for {len(variables)} variables; pass "
                        "the gradients and the variables they were taken for, aligned.")
+    self._check_variables_match(variables)
     out = []
     for grad, variable in zip(grads, variables):
       mask = self._mask_by_key.get(variable.ref())
@@ -544,12 +591,32 @@ class ReganController:
         out.append(grad * tf.cast(mask, grad.dtype))
     return out
 
+  def _check_variables_match(self, variables: Sequence[tf.Variable]) -> None:
+    """Trace-time check of ``mask_gradients``' variables (see its Raises)."""
+    if any(key in self._mask_by_key for v in variables for key in _keys(v)):
+      return
+    if self._own_variable_keys is None:
+      self._own_variable_keys = {key for v in self.generator.variables for key in _keys(v)}
+    foreign = [v for v in variables if not any(k in self._own_variable_keys for k in _keys(v))]
+    if not foreign:
+      return  # e.g. a growing ProGAN's early stage: G's own variables, none of them pruned
+    raise ValueError(
+        f"mask_gradients got {len(variables)} variables, none of which is a pruned weight of "
+        f"{self.generator.name!r} (e.g. {foreign[0].name!r} is not even one of its variables), "
+        "so nothing would be masked. Pass the variables of the pruned generator (the model "
+        "returned by regan_tf.prune_regrow / build_controller(...).generator, which is a clone "
+        "of the original), e.g. pruned_generator.trainable_variables.")
+
   def apply_masks(self) -> None:
     """``w = w * mask`` for every pruned weight (exact zeros after an update).
 
     Call after ``apply_gradients`` in the replica step (uses ``merge_call``, as
     Keras optimizers do) or in cross-replica context, eagerly or traced.
     """
+    self._hooks_called["apply_masks"] = True
+    self._apply_masks()
+
+  def _apply_masks(self) -> None:
     _update_each(list(zip(self._weights, [t.mask for t in self.tensors])))
 
   def mask_ema(self, ema_variables: Sequence[tf.Variable],

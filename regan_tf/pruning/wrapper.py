@@ -150,9 +150,27 @@ class ReganPruneWrapper(pruning_wrapper.PruneLowMagnitude):
               "existing weights (e.g. a Dense without use_bias has no 'bias').")
     super().build(input_shape)
 
+  # Set by regan_tf.prune_regrow: the wrapper then refuses to run in training
+  # (``training`` True or unset) before a controller has set ``pruning_step``
+  # (TFMOT's wrapper asserts the same of its UpdatePruningStep callback). A class
+  # default, not a constructor argument: clones and configs of the trainer's
+  # wrappers stay as they were.
+  require_controller = False
+
   def call(self, inputs, training=None, **kwargs):
     # Only the wrapped layer runs: no pruning_step increment, no schedule-driven
     # mask update, no weight re-masking (see the module docstring).
+    if self.require_controller and training is not False:
+      # One scalar read per wrapper and call (its cost was below the noise of a
+      # loaded 2-core CPU on an SNGAN G step). XLA (jit_compile) drops Assert ops,
+      # so there the check does not fire.
+      tf.debugging.assert_non_negative(self.pruning_step, message=(
+          f"Re-GAN: {self.layer.name!r} of a regan_tf.prune_regrow generator ran in training "
+          "before its Re-GAN schedule started, so it would train dense. With Model.fit pass "
+          "callbacks=[regan_tf.ReganCallback(generator, g_optimizer=...)]; in a custom loop "
+          "call regan_tf.controller_of(generator).before_g_step(step, g_optimizer) at the start "
+          "of every training step, before the generator runs. For inference pass "
+          "training=False, or use regan_tf.strip(generator)."))
     if training is not None and getattr(self.layer, "_expects_training_arg", False):
       kwargs["training"] = training
     return self.layer(inputs, **kwargs)
