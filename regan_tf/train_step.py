@@ -7,7 +7,7 @@ sub-step is a method (:meth:`TrainStep.d_step`, :meth:`~TrainStep.r1_step`,
 one per-replica function, XLA-compiled when asked.
 
 Randomness is stateless: every draw (latents, DiffAugment, APA, style mixing,
-path-length noise) is seeded from ``(seed, step, replica)`` through
+WGAN-GP interpolation, path-length noise) is seeded from ``(seed, step, replica)`` through
 :meth:`TrainStep.stream_seed`, so the iteration is a pure function of the
 weights, the step number and the real batches, and a resumed run repeats an
 uninterrupted one exactly.
@@ -179,7 +179,8 @@ class TrainStep:
 
   def _augment(self, images: tf.Tensor, step: tf.Tensor, k: int, salt: int) -> tf.Tensor:
     # Salts keep the augmentation draws of reals (1), D-step fakes (2) and
-    # G-step fakes (3) apart from each other and from the latents.
+    # G-step fakes (3) apart from each other and from the latents (APA uses 4,
+    # style mixing 5, the WGAN-GP epsilon 6, the path-length step 7).
     if not self.diffaugment:
       return images
     return augment_lib.diff_augment(images, self.diffaugment, seed=self._fold(step, k, salt))
@@ -228,7 +229,8 @@ class TrainStep:
       fake_logits = tf.cast(self.discriminator(fake_in, training=True), tf.float32)
       loss = self.d_loss_fn(real_logits, fake_logits)
       if self.gp_weight:
-        loss += self.gp_weight * losses_lib.gradient_penalty(self.discriminator, real_in, fake_in)
+        loss += self.gp_weight * losses_lib.gradient_penalty(self.discriminator, real_in, fake_in,
+                                                             seed=self._fold(step, k, 6))
       if self.drift_weight:
         loss += self.drift_weight * losses_lib.drift_penalty(real_logits)
       scaled_loss = self._scaled(loss, self.d_optimizer)
