@@ -74,9 +74,13 @@ class StyleGANParts:
 
 
 def make_optimizer(learning_rate: Any, beta1: float, beta2: float, *, loss_scale: bool,
-                   name: str) -> keras.optimizers.Optimizer:
-  """Adam, wrapped in dynamic loss scaling for float16 compute when ``loss_scale``."""
-  opt = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta1, beta_2=beta2, name=name)
+                   name: str, epsilon: float = 1e-7) -> keras.optimizers.Optimizer:
+  """Adam, wrapped in dynamic loss scaling for float16 compute when ``loss_scale``.
+
+  ``epsilon``: Keras' default 1e-7; PyTorch's (the Re-GAN reference's) is 1e-8.
+  """
+  opt = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta1, beta_2=beta2, epsilon=epsilon,
+                              name=name)
   if loss_scale:
     opt = keras.mixed_precision.LossScaleOptimizer(opt)
   return opt
@@ -131,6 +135,8 @@ class TrainStep:
     ema: a ``GeneratorEMA`` updated after every iteration, or None.
     real_transform: maps each real batch before D sees it (a growing
       ProGAN stage: pool to the stage's resolution and fade).
+    r1_on_augmented: R1 on the DiffAugment view of the reals D trained on
+      instead of the un-augmented reals (the Re-GAN reference's choice).
   """
 
   def __init__(self, *, strategy: tf.distribute.Strategy, generator: keras.Model,
@@ -141,7 +147,8 @@ class TrainStep:
                pl_mean: Optional[tf.Variable] = None, style_mixing: float = 0.0,
                stylegan: Optional[StyleGANParts] = None, controller: Optional[PruningController] = None,
                diffaugment: Sequence[str] = (), apa: Any = None, ema: Any = None,
-               real_transform: Optional[Callable[[tf.Tensor], tf.Tensor]] = None):
+               real_transform: Optional[Callable[[tf.Tensor], tf.Tensor]] = None,
+               r1_on_augmented: bool = False):
     if (pl_weight or style_mixing) and stylegan is None:
       raise ValueError("pl_weight and style_mixing need the generator's StyleGANParts (stylegan=).")
     if pl_weight and pl_mean is None:
@@ -156,6 +163,7 @@ class TrainStep:
     self.style_mixing, self.stylegan = style_mixing, stylegan
     self.controller, self.diffaugment = controller, tuple(diffaugment)
     self.apa, self.ema, self.real_transform = apa, ema, real_transform
+    self.r1_on_augmented = r1_on_augmented
     self._replicas = strategy.num_replicas_in_sync
     self._loss_scaled = isinstance(g_optimizer, keras.mixed_precision.LossScaleOptimizer)
     self.fell_back = False
@@ -243,10 +251,10 @@ class TrainStep:
 
   def r1_step(self, real: tf.Tensor, step: tf.Tensor, k: int) -> tf.Tensor:
     """An extra D step on the lazy R1 penalty alone; returns the unweighted penalty."""
-    # On the same augmented view D trained on in D step k.
+    # On the un-augmented reals (the reference), or on the augmented view D trained on in D step k.
+    augment = (lambda x: self._augment(x, step, k, 1)) if self.r1_on_augmented else None
     with tf.GradientTape() as tape:
-      penalty = losses_lib.r1_penalty(self.discriminator, real,
-                                      augment=lambda x: self._augment(x, step, k, 1))
+      penalty = losses_lib.r1_penalty(self.discriminator, real, augment=augment)
       scaled_loss = self._scaled(self.r1_weight * penalty, self.d_optimizer)
     variables = self.discriminator.trainable_variables
     grads = self._gradients(tape, scaled_loss, variables, self.d_optimizer)
