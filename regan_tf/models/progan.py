@@ -98,7 +98,8 @@ models match the reference formula exactly (``tests/test_models_progan.py``
 checks the built models against it at 16, 32 and 256). At 1024x1024 the formula
 gives 23.08M (G) and 23.09M (D) with every stage's to_rgb / from_rgb, 23.07M and
 23.08M without: both match the paper's 23.1M each. (*) The Re-GAN port
-(``ProGAN/progressive_GAN.py``, 512 channels, z 512) has the same discriminator
+(``ProGAN/model.py`` at commit 785135c, BakingBrains' implementation, run with 512
+channels and z 512 by ``ProGAN/main.py``) has the same discriminator
 count, 20,726,785 (its final block is a 4x4 valid conv, i.e. our b4_dense); its
 generator has one more 3x3 conv at 4x4 (a transposed 4x4 conv, then two 3x3
 convs) and hence 2,359,808 more weights: 23,079,436. We follow the paper's
@@ -122,6 +123,12 @@ Deviations from the references, on purpose
   4x4 kernel for speed (``fused_scale``); the results are identical up to
   float rounding and the parameter counts are the same.
 * NHWC (channels last), the TensorFlow default, instead of the reference's NCHW.
+
+Training differences from the Re-GAN port (the trainer's, listed with file:line in
+docs/FIDELITY.md): the port's G step scores the D step's fakes again, the trainer
+draws fresh latents; the port's CIFAR loader has no random flips (gin/progan_cifar.gin
+sets none); the port prunes every generator parameter, which ``prune_all_weights=True``
+reproduces.
 
 Losses: the paper trains WGAN-GP (lambda 10) with a drift term
 0.001 * E[D(x)^2] (``regan_tf.losses.drift_penalty``), Adam(1e-3, 0.0, 0.99),
