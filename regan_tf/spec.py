@@ -33,8 +33,8 @@ from regan_tf import augment as augment_lib
 from regan_tf import data as data_lib
 from regan_tf import losses as losses_lib
 
-__all__ = ["Cadence", "DataSettings", "Optimization", "PRECISIONS", "Regularization", "RunSpec", "Runtime",
-           "STRATEGIES"]
+__all__ = ["Cadence", "DataSettings", "EPOCH_COUNTINGS", "Optimization", "PRECISIONS", "Regularization", "RunSpec",
+           "Runtime", "STRATEGIES", "steps_per_epoch"]
 
 STRATEGIES = ("auto", "mirrored", "one_device", "default")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -243,15 +243,25 @@ class Cadence:
 
   def steps_per_epoch(self, num_examples: int, batch_size: int, n_critic: int) -> float:
     """G steps in one epoch of ``num_examples`` images (see ``epoch_counting``)."""
-    if self.epoch_counting == "loader":
-      return float(math.ceil(math.ceil(num_examples / batch_size) / n_critic))
-    return num_examples / (batch_size * n_critic)
+    return steps_per_epoch(num_examples, batch_size, n_critic, self.epoch_counting)
 
   def steps(self, steps_per_epoch: float) -> int:
     """The run's length in G steps, given the data's epoch length in G steps."""
     if self.train_steps is not None:
       return self.train_steps
     return max(1, int(round(self.train_epochs * steps_per_epoch)))
+
+
+def steps_per_epoch(num_examples: int, batch_size: int, n_critic: int, counting: str = "images") -> float:
+  """G steps in one epoch of ``num_examples`` images, counted as :class:`Cadence`'s ``epoch_counting``.
+
+  'images': N / (batch_size * n_critic); 'loader': ceil(ceil(N / batch_size) / n_critic).
+  """
+  if counting not in EPOCH_COUNTINGS:
+    raise ValueError(f"epoch_counting must be one of {EPOCH_COUNTINGS}, got {counting!r}.")
+  if counting == "loader":
+    return float(math.ceil(math.ceil(num_examples / batch_size) / n_critic))
+  return num_examples / (batch_size * n_critic)
 
 
 @dataclasses.dataclass(frozen=True)
