@@ -1,6 +1,6 @@
 """Dense baseline vs Re-GAN over several seeds: run bookkeeping, results and plots.
 
-``tools/compare.py`` is the command line. This module holds the parts that do
+``regan-compare`` (regan_tf.commands.compare, or ``python tools/compare.py``) is the command line. This module holds the parts that do
 not launch processes, so they can be tested on their own:
 
 * ``Arm``: a named set of gin bindings applied on top of a base configuration

@@ -53,13 +53,11 @@ class ConfigError(Exception):
 
 def config_dir() -> str:
   """The folder of the gin configs shipped with regan_tf (``regan_tf.configs`` or the checkout's ``gin/``)."""
-  try:
-    import importlib.resources as resources  # pylint: disable=g-import-not-at-top
-    packaged = str(resources.files("regan_tf.configs"))
-    if os.path.isdir(packaged):
-      return packaged
-  except (ModuleNotFoundError, TypeError):
-    pass
+  # regan_tf.configs has no __init__.py (it is the checkout's gin/ folder), so importlib.resources sees it as a
+  # namespace package; the configs are found as a folder of the regular package regan_tf instead.
+  packaged = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+  if os.path.isdir(packaged):
+    return packaged
   return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
 
 
