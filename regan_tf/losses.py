@@ -129,11 +129,13 @@ def wasserstein_discriminator_loss(real_logits: tf.Tensor,
 
 
 def gradient_penalty(discriminator: keras.Model, real: tf.Tensor, fake: tf.Tensor, *,
-                     training: bool = True) -> tf.Tensor:
+                     seed: Any, training: bool = True) -> tf.Tensor:
   """WGAN-GP gradient penalty (Gulrajani et al. 2017), unweighted.
 
   For each example, ``x_hat = real + eps * (fake - real)`` with ``eps ~ U[0, 1)``
-  drawn per example; the penalty is ``mean((||grad_x_hat D(x_hat)||_2 - 1)^2)``.
+  drawn per example from the stateless ``seed`` (so a training step that derives
+  the seed from ``(seed, step, replica)`` draws the same epsilons when a run is
+  resumed, as the trainer's other draws do); the penalty is ``mean((||grad_x_hat D(x_hat)||_2 - 1)^2)``.
   The norm is ``sqrt(sum(grad^2) + 1e-10)`` (as TF-GAN), which keeps its gradient
   finite where the input gradient is zero. The caller multiplies by its weight
   (typically 10) and needs second-order gradients through ``discriminator``.
@@ -142,6 +144,7 @@ def gradient_penalty(discriminator: keras.Model, real: tf.Tensor, fake: tf.Tenso
     discriminator: maps images [B, H, W, C] to logits [B, 1].
     real: [B, H, W, C] real images.
     fake: [B, H, W, C] generated images (same shape as ``real``).
+    seed: int32/int64 [2], the stateless seed of the epsilons.
     training: passed to ``discriminator``.
 
   Returns:
@@ -150,7 +153,7 @@ def gradient_penalty(discriminator: keras.Model, real: tf.Tensor, fake: tf.Tenso
   real = tf.cast(real, tf.float32)
   fake = tf.cast(fake, tf.float32)
   eps_shape = tf.concat([tf.shape(real)[:1], tf.ones([tf.rank(real) - 1], tf.int32)], axis=0)
-  eps = tf.random.uniform(eps_shape, dtype=tf.float32)
+  eps = tf.random.stateless_uniform(eps_shape, seed=seed, dtype=tf.float32)
   x_hat = real + eps * (fake - real)
   with tf.GradientTape() as tape:
     tape.watch(x_hat)

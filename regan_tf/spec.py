@@ -23,6 +23,7 @@ The groups:
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -32,11 +33,12 @@ from regan_tf import augment as augment_lib
 from regan_tf import data as data_lib
 from regan_tf import losses as losses_lib
 
-__all__ = ["Cadence", "DataSettings", "Optimization", "PRECISIONS", "Regularization", "RunSpec", "Runtime",
-           "STRATEGIES"]
+__all__ = ["Cadence", "DataSettings", "EPOCH_COUNTINGS", "Optimization", "PRECISIONS", "Regularization", "RunSpec",
+           "Runtime", "STRATEGIES", "steps_per_epoch"]
 
 STRATEGIES = ("auto", "mirrored", "one_device", "default")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+EPOCH_COUNTINGS = ("images", "loader")
 
 
 def _is_int(value: Any) -> bool:
@@ -71,6 +73,8 @@ class Optimization:
     batch_size: global batch, split evenly over replicas.
     n_critic: discriminator steps per generator step.
     g_lr, d_lr, beta1, beta2: Adam settings (G's base rate; Re-GAN scales it).
+    adam_epsilon: Adam's epsilon (Keras' default 1e-7; PyTorch's, the Re-GAN
+      reference's, 1e-8).
     gp_weight: WGAN-GP gradient-penalty weight (0: off).
     drift_weight: ProGAN's drift term ``mean(D(real)^2)`` weight (0: off).
   """
@@ -84,6 +88,7 @@ class Optimization:
   beta2: float = 0.9
   gp_weight: float = 0.0
   drift_weight: float = 0.0
+  adam_epsilon: float = 1e-7
 
   def __post_init__(self):
     losses_lib.get(self.loss)  # lists the valid names
@@ -98,6 +103,7 @@ class Optimization:
         raise ValueError(f"{name} (Adam) must be in [0, 1), got {value!r}.")
     _non_negative("gp_weight", self.gp_weight)
     _non_negative("drift_weight", self.drift_weight)
+    _positive("adam_epsilon", self.adam_epsilon)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +117,10 @@ class Regularization:
       extra G step on ``pl_weight * pl_every * PL`` over ``batch /
       pl_batch_shrink`` latents (0: off).
     style_mixing: probability of style mixing in G's training passes.
+    r1_on_augmented: compute R1 on the DiffAugment view of the reals D trained
+      on (as ADA regularizes its augmented reals); default False, R1 on the
+      un-augmented reals, as the Re-GAN reference's StyleGAN2 code does under
+      ``--diffaug`` (StyleGAN2/train.py:255-264 at 785135c).
   """
   r1_gamma: float = 0.0
   r1_every: int = 16
@@ -118,9 +128,12 @@ class Regularization:
   pl_every: int = 4
   pl_batch_shrink: int = 2
   style_mixing: float = 0.0
+  r1_on_augmented: bool = False
 
   def __post_init__(self):
     _non_negative("r1_gamma", self.r1_gamma)
+    if not isinstance(self.r1_on_augmented, bool):
+      raise ValueError(f"r1_on_augmented must be True or False, got {self.r1_on_augmented!r}.")
     _non_negative("pl_weight", self.pl_weight)
     for name in ("r1_every", "pl_every", "pl_batch_shrink"):
       _int_at_least(name, getattr(self, name), 1)
@@ -168,7 +181,15 @@ class Cadence:
 
   Attributes:
     train_steps, train_epochs: exactly one is set; an epoch is one pass of D
-      over the data, N / (batch_size * n_critic) generator steps.
+      over the data, in generator steps as ``epoch_counting`` says.
+    epoch_counting: how many G steps an epoch of N images is (for
+      ``train_epochs`` and Re-GAN's ``*_epochs``): 'images' (default),
+      N / (batch_size * n_critic), fractional; 'loader', the Re-GAN reference's
+      SNGAN loop (SNGAN/main.py:30-31, 81, 101 at 785135c): a DataLoader without
+      drop_last gives ceil(N / batch_size) batches an epoch, the last one
+      partial, and a G step follows every n_critic-th of them, so an epoch is
+      ceil(ceil(N / batch_size) / n_critic) G steps (5,000 images at batch 64,
+      n_critic 5: 16, not 15.625).
     log_every, image_every, checkpoint_every: log lines and scalars; sample
       grids; checkpoints (and the last step always).
     keep_checkpoints: checkpoints kept in ``checkpoints/``.
@@ -192,6 +213,7 @@ class Cadence:
   export_best: bool = False
   profile_steps: Optional[Tuple[int, int]] = None
   divergence_guard: str = "warn"
+  epoch_counting: str = "images"
 
   def __post_init__(self):
     if (self.train_steps is None) == (self.train_epochs is None):
@@ -214,12 +236,32 @@ class Cadence:
       object.__setattr__(self, "profile_steps", (int(steps[0]), int(steps[1])))
     if self.divergence_guard not in ("off", "warn", "stop"):
       raise ValueError(f"divergence_guard must be 'off', 'warn' or 'stop', got {self.divergence_guard!r}.")
+    if self.epoch_counting not in EPOCH_COUNTINGS:
+      raise ValueError(f"epoch_counting must be one of {EPOCH_COUNTINGS}, got {self.epoch_counting!r}: "
+                       "'images' counts N / (batch_size * n_critic) G steps an epoch, 'loader' the "
+                       "reference's ceil(ceil(N / batch_size) / n_critic).")
+
+  def steps_per_epoch(self, num_examples: int, batch_size: int, n_critic: int) -> float:
+    """G steps in one epoch of ``num_examples`` images (see ``epoch_counting``)."""
+    return steps_per_epoch(num_examples, batch_size, n_critic, self.epoch_counting)
 
   def steps(self, steps_per_epoch: float) -> int:
     """The run's length in G steps, given the data's epoch length in G steps."""
     if self.train_steps is not None:
       return self.train_steps
     return max(1, int(round(self.train_epochs * steps_per_epoch)))
+
+
+def steps_per_epoch(num_examples: int, batch_size: int, n_critic: int, counting: str = "images") -> float:
+  """G steps in one epoch of ``num_examples`` images, counted as :class:`Cadence`'s ``epoch_counting``.
+
+  'images': N / (batch_size * n_critic); 'loader': ceil(ceil(N / batch_size) / n_critic).
+  """
+  if counting not in EPOCH_COUNTINGS:
+    raise ValueError(f"epoch_counting must be one of {EPOCH_COUNTINGS}, got {counting!r}.")
+  if counting == "loader":
+    return float(math.ceil(math.ceil(num_examples / batch_size) / n_critic))
+  return num_examples / (batch_size * n_critic)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ sub-step is a method (:meth:`TrainStep.d_step`, :meth:`~TrainStep.r1_step`,
 one per-replica function, XLA-compiled when asked.
 
 Randomness is stateless: every draw (latents, DiffAugment, APA, style mixing,
-path-length noise) is seeded from ``(seed, step, replica)`` through
+WGAN-GP interpolation, path-length noise) is seeded from ``(seed, step, replica)`` through
 :meth:`TrainStep.stream_seed`, so the iteration is a pure function of the
 weights, the step number and the real batches, and a resumed run repeats an
 uninterrupted one exactly.
@@ -74,9 +74,13 @@ class StyleGANParts:
 
 
 def make_optimizer(learning_rate: Any, beta1: float, beta2: float, *, loss_scale: bool,
-                   name: str) -> keras.optimizers.Optimizer:
-  """Adam, wrapped in dynamic loss scaling for float16 compute when ``loss_scale``."""
-  opt = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta1, beta_2=beta2, name=name)
+                   name: str, epsilon: float = 1e-7) -> keras.optimizers.Optimizer:
+  """Adam, wrapped in dynamic loss scaling for float16 compute when ``loss_scale``.
+
+  ``epsilon``: Keras' default 1e-7; PyTorch's (the Re-GAN reference's) is 1e-8.
+  """
+  opt = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta1, beta_2=beta2, epsilon=epsilon,
+                              name=name)
   if loss_scale:
     opt = keras.mixed_precision.LossScaleOptimizer(opt)
   return opt
@@ -131,6 +135,8 @@ class TrainStep:
     ema: a ``GeneratorEMA`` updated after every iteration, or None.
     real_transform: maps each real batch before D sees it (a growing
       ProGAN stage: pool to the stage's resolution and fade).
+    r1_on_augmented: R1 on the DiffAugment view of the reals D trained on
+      instead of the un-augmented reals (the Re-GAN reference's choice).
   """
 
   def __init__(self, *, strategy: tf.distribute.Strategy, generator: keras.Model,
@@ -141,7 +147,8 @@ class TrainStep:
                pl_mean: Optional[tf.Variable] = None, style_mixing: float = 0.0,
                stylegan: Optional[StyleGANParts] = None, controller: Optional[PruningController] = None,
                diffaugment: Sequence[str] = (), apa: Any = None, ema: Any = None,
-               real_transform: Optional[Callable[[tf.Tensor], tf.Tensor]] = None):
+               real_transform: Optional[Callable[[tf.Tensor], tf.Tensor]] = None,
+               r1_on_augmented: bool = False):
     if (pl_weight or style_mixing) and stylegan is None:
       raise ValueError("pl_weight and style_mixing need the generator's StyleGANParts (stylegan=).")
     if pl_weight and pl_mean is None:
@@ -156,6 +163,7 @@ class TrainStep:
     self.style_mixing, self.stylegan = style_mixing, stylegan
     self.controller, self.diffaugment = controller, tuple(diffaugment)
     self.apa, self.ema, self.real_transform = apa, ema, real_transform
+    self.r1_on_augmented = r1_on_augmented
     self._replicas = strategy.num_replicas_in_sync
     self._loss_scaled = isinstance(g_optimizer, keras.mixed_precision.LossScaleOptimizer)
     self.fell_back = False
@@ -179,7 +187,8 @@ class TrainStep:
 
   def _augment(self, images: tf.Tensor, step: tf.Tensor, k: int, salt: int) -> tf.Tensor:
     # Salts keep the augmentation draws of reals (1), D-step fakes (2) and
-    # G-step fakes (3) apart from each other and from the latents.
+    # G-step fakes (3) apart from each other and from the latents (APA uses 4,
+    # style mixing 5, the WGAN-GP epsilon 6, the path-length step 7).
     if not self.diffaugment:
       return images
     return augment_lib.diff_augment(images, self.diffaugment, seed=self._fold(step, k, salt))
@@ -228,7 +237,8 @@ class TrainStep:
       fake_logits = tf.cast(self.discriminator(fake_in, training=True), tf.float32)
       loss = self.d_loss_fn(real_logits, fake_logits)
       if self.gp_weight:
-        loss += self.gp_weight * losses_lib.gradient_penalty(self.discriminator, real_in, fake_in)
+        loss += self.gp_weight * losses_lib.gradient_penalty(self.discriminator, real_in, fake_in,
+                                                             seed=self._fold(step, k, 6))
       if self.drift_weight:
         loss += self.drift_weight * losses_lib.drift_penalty(real_logits)
       scaled_loss = self._scaled(loss, self.d_optimizer)
@@ -241,10 +251,10 @@ class TrainStep:
 
   def r1_step(self, real: tf.Tensor, step: tf.Tensor, k: int) -> tf.Tensor:
     """An extra D step on the lazy R1 penalty alone; returns the unweighted penalty."""
-    # On the same augmented view D trained on in D step k.
+    # On the un-augmented reals (the reference), or on the augmented view D trained on in D step k.
+    augment = (lambda x: self._augment(x, step, k, 1)) if self.r1_on_augmented else None
     with tf.GradientTape() as tape:
-      penalty = losses_lib.r1_penalty(self.discriminator, real,
-                                      augment=lambda x: self._augment(x, step, k, 1))
+      penalty = losses_lib.r1_penalty(self.discriminator, real, augment=augment)
       scaled_loss = self._scaled(self.r1_weight * penalty, self.d_optimizer)
     variables = self.discriminator.trainable_variables
     grads = self._gradients(tape, scaled_loss, variables, self.d_optimizer)

@@ -188,16 +188,19 @@ def train(
     loss: str = "hinge",
     gp_weight: float = 0.0,
     drift_weight: float = 0.0,
+    adam_epsilon: float = 1e-7,
     r1_gamma: float = 0.0,
     r1_every: int = 16,
     pl_weight: float = 0.0,
     pl_every: int = 4,
     pl_batch_shrink: int = 2,
     style_mixing: float = 0.0,
+    r1_on_augmented: bool = False,
     batch_size: int = 64,
     n_critic: int = 5,
     train_steps: Optional[int] = None,
     train_epochs: Optional[float] = None,
+    epoch_counting: str = "images",
     g_lr: float = 2e-4,
     d_lr: float = 2e-4,
     beta1: float = 0.0,
@@ -301,7 +304,7 @@ def run(spec: RunSpec, parts: Components, *, workdir: str, config_text: ConfigTe
     images = data_lib.select_subset(full_images, fraction=spec.data.data_fraction, rule=spec.data.subset_rule,
                                     seed=spec.runtime.seed)
     opt = spec.optimization
-    steps_per_epoch = images.num_examples / (opt.batch_size * opt.n_critic)
+    steps_per_epoch = spec.cadence.steps_per_epoch(images.num_examples, opt.batch_size, opt.n_critic)
     train_steps = spec.cadence.steps(steps_per_epoch)
     logging.info("Data %s: %d images of %dx%dx%d; one epoch = %.2f generator steps; training for %d steps.",
                  images.name, images.num_examples, images.image_size, images.image_size,
@@ -519,9 +522,10 @@ def _make_optimizers(spec: RunSpec, controller: Optional[PruningController]) -> 
   g_rate = opt.g_lr * g_lazy
   if controller is not None:
     g_rate = controller.learning_rate(g_rate)
-  g_opt = make_optimizer(g_rate, opt.beta1 ** g_lazy, opt.beta2 ** g_lazy, loss_scale=loss_scale, name="g_adam")
+  g_opt = make_optimizer(g_rate, opt.beta1 ** g_lazy, opt.beta2 ** g_lazy, loss_scale=loss_scale, name="g_adam",
+                         epsilon=opt.adam_epsilon)
   d_opt = make_optimizer(opt.d_lr * d_lazy, opt.beta1 ** d_lazy, opt.beta2 ** d_lazy, loss_scale=loss_scale,
-                         name="d_adam")
+                         name="d_adam", epsilon=opt.adam_epsilon)
   if g_lazy != 1.0 or d_lazy != 1.0:
     logging.info("Lazy regularization: G lr x %.4f and betas ^%.4f (path length every %d); D lr x %.4f "
                  "and betas ^%.4f (R1 every %d).", g_lazy, g_lazy, reg.pl_every, d_lazy, d_lazy, reg.r1_every)
@@ -719,7 +723,7 @@ def _make_cursor(spec: RunSpec, models: _Models, strategy: tf.distribute.Strateg
         r1_weight=reg.r1_step_weight, pl_weight=reg.pl_step_weight, pl_batch_shrink=reg.pl_batch_shrink,
         pl_mean=models.pl_mean, style_mixing=reg.style_mixing, stylegan=models.stylegan,
         controller=models.controller, diffaugment=spec.data.diffaugment, apa=models.apa, ema=models.ema,
-        real_transform=real_transform))
+        real_transform=real_transform, r1_on_augmented=reg.r1_on_augmented))
     return built[-1]
 
   def make_iterator(batch: int, data_seed: int, start_batch: int):

@@ -215,3 +215,33 @@ def make_tiny_generator(z_dim: int = 8, seed: int = 0):
   x = keras.layers.ReLU()(x)
   x = keras.layers.Conv2DTranspose(3, 3, strides=2, padding="same", name="to_rgb")(x)
   return keras.Model(z, keras.layers.Activation("tanh")(x), name="tiny_g")
+
+
+def mock_tfds_with_ids(num_examples: int, *, seed: int = 0):
+  """``tfds.testing.mock_data`` whose examples carry TFDS-style ids in a scrambled stored order.
+
+  Example ``j`` of a split is stored at a seeded random position, with id
+  ``"<split>_<j>"``, label ``j % 10`` and an image whose first two pixels hold
+  ``j // 256`` and ``j % 256`` (so a test can read the index back from the
+  image). Features come from the builder (image, label, id).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  def as_dataset(self, split, *args, **kwargs):
+    del args, kwargs
+    prefix = str(split).split("[")[0]
+    stored = np.random.default_rng(seed).permutation(num_examples)
+    shape = self.info.features["image"].shape
+
+    def examples():
+      for j in stored:
+        image = np.zeros(shape, np.uint8)
+        image.reshape(-1)[:2] = (j // 256, j % 256)
+        yield {"image": image, "label": np.int64(j % 10), "id": f"{prefix}_{j}"}
+
+    signature = {"image": tf.TensorSpec(shape, tf.uint8), "label": tf.TensorSpec([], tf.int64),
+                 "id": tf.TensorSpec([], tf.string)}
+    return tf.data.Dataset.from_generator(examples, output_signature=signature)
+
+  return tfds.testing.mock_data(num_examples=num_examples, as_dataset_fn=as_dataset)

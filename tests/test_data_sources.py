@@ -12,6 +12,8 @@ import pytest
 
 from regan_tf import data
 
+from conftest import mock_tfds_with_ids
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CIFAR_TAR = os.path.join(_REPO, "..", "shared", "data", "cifar10-jpeg-train.tar.gz")
 
@@ -235,6 +237,33 @@ def test_tfds_mock_data_shapes():
     assert mnist.images.shape == (6, 32, 32, 3)
     with pytest.raises(ValueError, match="label_key='digit'.*features are"):
       data.load_tfds("cifar10", label_key="digit")
+
+
+def test_tfds_order_by_id_restores_the_archive_order_and_the_first_subset_takes_its_head():
+  pytest.importorskip("tensorflow_datasets")
+  with mock_tfds_with_ids(300, seed=1):
+    stored = data.load_tfds("cifar10")
+    ordered = data.load_tfds("cifar10", order_by_id=True)
+    test_split = data.load_tfds("cifar10", split="test", order_by_id=True)
+
+  def index(images):  # each mock image holds its archive index in its first two pixels
+    flat = images.reshape(len(images), -1).astype(np.int64)
+    return flat[:, 0] * 256 + flat[:, 1]
+
+  assert not np.array_equal(index(stored.images), np.arange(300))  # the mock stores them scrambled
+  np.testing.assert_array_equal(index(ordered.images), np.arange(300))
+  np.testing.assert_array_equal(ordered.labels, np.arange(300) % 10)  # labels move with their images
+  assert ordered.name == "cifar10:id_order" and test_split.name == "cifar10:test:id_order"
+  first = data.select_subset(ordered, fraction=0.1, rule="first")
+  np.testing.assert_array_equal(index(first.images), np.arange(30))
+
+
+def test_id_order_parses_the_trailing_number_and_rejects_bad_ids():
+  np.testing.assert_array_equal(data.sources.id_order([b"train_10", b"train_2", "train_0"]), [2, 1, 0])
+  with pytest.raises(ValueError, match="'train_x'.*order_by_id=False"):
+    data.sources.id_order([b"train_1", b"train_x"])
+  with pytest.raises(ValueError, match="repeated"):
+    data.sources.id_order([b"train_1", b"test_1"])
 
 
 def test_tfds_unknown_name():

@@ -65,7 +65,7 @@ def test_gradient_penalty_of_linear_critic(weight_norm, expected):
   # The input gradient of x -> w.x is w everywhere: penalty (||w|| - 1)^2.
   critic = _linear_critic(weight_norm)
   real, fake = tf.random.normal([4, 2, 2, 3]), tf.random.normal([4, 2, 2, 3])
-  value = losses.gradient_penalty(critic, real, fake)
+  value = losses.gradient_penalty(critic, real, fake, seed=[0, 1])
   assert value.dtype == tf.float32 and value.shape == ()
   np.testing.assert_allclose(value.numpy(), expected, atol=1e-6)
 
@@ -79,7 +79,7 @@ def test_gradient_penalty_uses_per_example_norms():
   real = np.zeros([2, 2, 2, 1], np.float32)
   real[0, 0, 0, 0] = 2.0
   real[1, 1, 1, 0] = 0.5
-  value = losses.gradient_penalty(critic, tf.constant(real), tf.constant(real))
+  value = losses.gradient_penalty(critic, tf.constant(real), tf.constant(real), seed=[0, 1])
   np.testing.assert_allclose(value.numpy(), ((2.0 - 1.0)**2 + (0.5 - 1.0)**2) / 2, rtol=1e-5)
 
 
@@ -92,7 +92,7 @@ def test_gradient_penalty_interpolates_per_example():
 
   real = np.zeros([64, 2, 2, 3], np.float32)
   fake = np.ones([64, 2, 2, 3], np.float32)
-  losses.gradient_penalty(critic, tf.constant(real), tf.constant(fake))
+  losses.gradient_penalty(critic, tf.constant(real), tf.constant(fake), seed=[0, 1])
   x_hat = seen[0]
   eps = x_hat[:, 0, 0, 0]
   # x_hat = real + eps * (fake - real): one eps per example, shared by its pixels,
@@ -102,6 +102,20 @@ def test_gradient_penalty_interpolates_per_example():
   assert len(np.unique(eps)) == 64
 
 
+def test_gradient_penalty_epsilon_is_a_function_of_the_seed():
+  seen = []
+
+  def critic(x, training):
+    seen.append(x.numpy()[:, 0, 0, 0])
+    return tf.reduce_sum(x, axis=[1, 2, 3])[:, None]
+
+  real, fake = tf.zeros([16, 2, 2, 1]), tf.ones([16, 2, 2, 1])
+  for seed in ([3, 4], [3, 4], [3, 5]):
+    losses.gradient_penalty(critic, real, fake, seed=tf.constant(seed, tf.int64))
+  np.testing.assert_array_equal(seen[0], seen[1])   # same seed: same epsilons, call after call
+  assert not np.allclose(seen[0], seen[2])
+
+
 def test_gradient_penalty_is_differentiable_in_tf_function():
   critic = _linear_critic(2.0)
   real, fake = tf.random.normal([3, 2, 2, 3]), tf.random.normal([3, 2, 2, 3])
@@ -109,7 +123,7 @@ def test_gradient_penalty_is_differentiable_in_tf_function():
   @tf.function
   def penalty_and_grad():
     with tf.GradientTape() as tape:
-      penalty = losses.gradient_penalty(critic, real, fake)
+      penalty = losses.gradient_penalty(critic, real, fake, seed=[0, 1])
     return penalty, tape.gradient(penalty, critic.trainable_variables)[0]
 
   penalty, grad = penalty_and_grad()

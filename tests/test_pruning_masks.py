@@ -130,3 +130,21 @@ def test_dtype_is_preserved_and_integers_rejected():
 def test_sparsity_of_counts_exact_zeros():
   assert masks.sparsity_of(tf.constant([0.0, 1.0, -0.0, 2.0])) == 0.5
   assert masks.sparsity_of(tf.zeros([0])) == 0.0
+
+
+def test_the_reference_quantile_rule_prunes_k_or_one_more_and_fewer_with_ties():
+  # Re-GAN's regan.py (785135c): mask = |w| < torch.quantile(|w|, s), whose default interpolation is
+  # NumPy's 'linear'. The module docstring's claim, checked against that rule emulated in NumPy.
+  rng = np.random.default_rng(0)
+  for n in range(1, 121):
+    w = rng.standard_normal(n).astype(np.float32)  # no ties
+    reference = int(np.sum(np.abs(w) < np.quantile(np.abs(w), 0.3)))
+    ours = int(np.sum(masks.magnitude_mask(tf.constant(w), 0.3).numpy() == 0))
+    p = 0.3 * (n - 1)
+    assert ours == masks.num_pruned(n, 0.3)
+    assert reference - ours in (0, 1), n
+    if not np.isclose(p, round(p)):
+      assert reference == int(np.floor(p)) + 1, n
+  zeros = np.zeros(100, np.float32)
+  assert np.sum(np.abs(zeros) < np.quantile(np.abs(zeros), 0.3)) == 0  # ties: the reference prunes none
+  assert int(np.sum(masks.magnitude_mask(tf.constant(zeros), 0.3).numpy() == 0)) == 30

@@ -53,7 +53,29 @@ def test_epochs_to_steps():
   assert spec_lib.Cadence(train_steps=9).steps(100.0) == 9
 
 
+@pytest.mark.parametrize("num_examples, batch, n_critic", [(5000, 64, 5), (1000, 64, 1), (10000, 64, 5),
+                                                          (5000, 50, 5), (4999, 7, 3)])
+def test_loader_epoch_counting_is_the_reference_loops_g_steps(num_examples, batch, n_critic):
+  # SNGAN/main.py:30-31, 81, 101 (Re-GAN at 785135c): a DataLoader without drop_last, a G step after the
+  # D step of every batch i with i % n_critic == 0.
+  batches = len(range(0, num_examples, batch))  # the last one partial
+  g_steps = sum(1 for i in range(batches) if i % n_critic == 0)
+  cadence = spec_lib.Cadence(train_epochs=1000, epoch_counting="loader")
+  assert cadence.steps_per_epoch(num_examples, batch, n_critic) == g_steps
+  assert cadence.steps(cadence.steps_per_epoch(num_examples, batch, n_critic)) == 1000 * g_steps
+  images = spec_lib.Cadence(train_epochs=1000)
+  assert images.steps_per_epoch(num_examples, batch, n_critic) == num_examples / (batch * n_critic)
+
+
+def test_sngan_cifar_epoch_is_16_g_steps_under_loader_counting():
+  # 10% CIFAR-10 at batch 64, n_critic 5: 79 batches (the last of 8 images), G steps at 0, 5, ..., 75.
+  assert spec_lib.Cadence(train_steps=1, epoch_counting="loader").steps_per_epoch(5000, 64, 5) == 16
+
+
 @pytest.mark.parametrize("kwargs, match", [
+    (dict(train_steps=1, epoch_counting="batches"), "epoch_counting must be one of"),
+    (dict(train_steps=1, adam_epsilon=0), "adam_epsilon"),
+    (dict(train_steps=1, r1_on_augmented="yes"), "r1_on_augmented must be True or False"),
     (dict(train_steps=1, train_epochs=1.0), "exactly one of train_steps and train_epochs"),
     (dict(), "exactly one of train_steps and train_epochs"),
     (dict(train_steps=-1), "train_steps must be an integer >= 0"),

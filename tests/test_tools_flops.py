@@ -28,3 +28,15 @@ def test_flops_tool_reports_bad_gin():
                       timeout=120)
   assert result.returncode == 2
   assert "does_not_exist.gin" in result.stderr
+
+
+def test_flops_tool_counts_epochs_as_the_file_says(tmp_path):
+  # gin/sngan_cifar.gin counts epochs as the reference's loader: 16 G steps for 5,000 images at batch 64.
+  json_out = str(tmp_path / "flops.json")
+  result = run_python([os.path.join(REPO, "tools", "flops.py"),
+                       f"--gin_file={os.path.join(REPO, 'gin', 'sngan_cifar.gin')}", "--num_examples=50000",
+                       f"--json_out={json_out}"], timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(json_out) as f:
+    figures = json.load(f)
+  assert figures["steps_per_epoch"] == 16 and figures["train_steps"] == 16000

@@ -26,8 +26,8 @@ _LOSSES = {"hinge": 0.0, "non_saturating": 0.0, "wasserstein": 10.0}  # name -> 
 _BATCH, _N_CRITIC = 4, 2
 
 
-def _setup(arch: str, loss: str, **step_kwargs):
-  kwargs = dict(_TINY[arch])
+def _setup(arch: str, loss: str, model_kwargs=None, **step_kwargs):
+  kwargs = dict(_TINY[arch], **(model_kwargs or {}))
   size, z_dim = kwargs.pop("image_size"), kwargs.pop("z_dim")
   strategy = tf.distribute.get_strategy()
   keras.utils.set_random_seed(0)
@@ -117,3 +117,42 @@ def test_one_iteration_under_mixed_bfloat16(arch, loss):
       np.testing.assert_array_equal(tensor.weight.numpy()[tensor.mask.numpy() == 0], 0.0, err_msg=tensor.name)
   finally:
     keras.mixed_precision.set_global_policy(previous)
+
+
+@pytest.mark.parametrize("on_augmented", [False, True])
+def test_r1_is_on_the_unaugmented_reals_unless_asked(on_augmented):
+  # The Re-GAN reference's StyleGAN2 code computes R1 on the un-augmented reals under DiffAugment
+  # (StyleGAN2/train.py:255-264 at 785135c); r1_on_augmented=True regularizes D's augmented view.
+  from regan_tf import augment as augment_lib  # pylint: disable=g-import-not-at-top
+  from regan_tf import losses  # pylint: disable=g-import-not-at-top
+  policy = ("color", "translation", "cutout")
+  step, iterator, _, discriminator = _setup("dcgan", "non_saturating", r1_weight=1.0, diffaugment=policy,
+                                            r1_on_augmented=on_augmented)
+  real = tf.cast(next(iterator), tf.float32)
+  at = tf.constant(3, tf.int64)
+  state = discriminator.get_weights()  # a training-mode call moves spectral norm's power iteration
+
+  def penalty_of(augment):
+    value = losses.r1_penalty(discriminator, real, augment=augment).numpy()
+    discriminator.set_weights(state)
+    return value
+
+  plain = penalty_of(None)
+  augmented = penalty_of(lambda x: augment_lib.diff_augment(x, policy, seed=step._fold(at, 1, 1)))  # pylint: disable=protected-access
+  assert not np.isclose(plain, augmented)
+  penalty = step.r1_step(real, at, 1).numpy()  # computed before its D update
+  np.testing.assert_allclose(penalty, augmented if on_augmented else plain, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch, loss, also", [("progan", "wasserstein", "to_rgb"), ("stylegan2", "non_saturating", "const")])
+def test_the_reference_scope_keeps_masked_biases_and_inputs_at_zero(arch, loss, also):
+  # prune_all_weights=True (the paper files): biases, ProGAN's to_rgb, StyleGAN2's constant input are masked too.
+  step, iterator, controller, _ = _setup(arch, loss, model_kwargs=dict(prune_all_weights=True))
+  names = [t.name for t in controller.tensors]
+  assert any(n.endswith("bias") for n in names) and any(also in n for n in names)
+  step(iterator, 0)
+  for tensor in controller.tensors:
+    mask = tensor.mask.numpy()
+    if mask.size >= 4:  # floor(0.3 n) > 0
+      assert 0.0 < mask.mean() < 1.0, tensor.name
+    np.testing.assert_array_equal(tensor.weight.numpy()[mask == 0], 0.0, err_msg=tensor.name)

@@ -91,6 +91,28 @@ def test_regularized_resume_equals_uninterrupted(tmp_path):
   assert reader_a.get_tensor(pl) == pytest.approx(reader_b.get_tensor(pl))
 
 
+@pytest.mark.slow
+def test_wgan_gp_resume_equals_uninterrupted(tmp_path):
+  # conftest's tiny DCGAN as a WGAN-GP critic (n_critic 2): the interpolation epsilon is drawn from the
+  # (seed, step, replica) stream, so stopping after step 2 and resuming repeats the straight run.
+  run = functools.partial(trainer.train, loss="wasserstein", gp_weight=10.0)
+  run(**tiny_train_settings(tmp_path / "straight", train_steps=4))
+  run(**tiny_train_settings(tmp_path / "resumed", train_steps=2))
+  run(**tiny_train_settings(tmp_path / "resumed", train_steps=4))
+  for who in ("generator/", "discriminator/"):
+    a = _checkpoint_values(tmp_path / "straight", who)
+    b = _checkpoint_values(tmp_path / "resumed", who)
+    assert a and a.keys() == b.keys()
+    for name in a:
+      np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def _checkpoint_values(workdir, prefix):
+  reader = tf.train.load_checkpoint(os.path.join(str(workdir), "checkpoints"))
+  return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
+          if n.startswith(prefix) and "OPTIMIZER_SLOT" not in n and n.endswith("VARIABLE_VALUE")}
+
+
 def test_lazy_regularization_corrects_lr_and_regan_keeps_the_ratio(tmp_path):
   # pl_every 4 -> G lr x 0.8; r1_every 4 -> D lr x 0.8. Dense phases (steps 3-4) run G at 0.1x of that.
   _train(tmp_path / "run", train_steps=5, g_lr=1e-3, d_lr=1e-3, r1_gamma=1.0, r1_every=4, pl_weight=2.0,

@@ -41,7 +41,7 @@ NOTE = ("Re-GAN's savings are counted on nonzero weights; dense kernels do not r
 _DIGITS_SIZE = 1797
 
 _TRAIN_DEFAULTS = dict(z_dim=128, batch_size=64, n_critic=5, data_fraction=1.0,
-                       train_steps=None, train_epochs=None)
+                       train_steps=None, train_epochs=None, epoch_counting="images")
 _REGAN_DEFAULTS = dict(sparsity=None, warmup=None, g=None, warmup_epochs=None, g_epochs=None,
                        dense_lr_factor=0.1, final_phase=None, prune_biases_and_norms=False,
                        exclude=())
@@ -67,6 +67,7 @@ def compute(image_size: Optional[int], channels: Optional[int],
   from regan_tf.data.subset import subset_size
   from regan_tf.pruning import ReganSchedule, prune_generator
   from regan_tf.pruning.controller import epochs_to_steps
+  from regan_tf import spec as spec_lib
   train = {k: _query(f"train.{k}", v) for k, v in _TRAIN_DEFAULTS.items()}
   model_ref = _query("train.model", None)
   dataset = _selector(_query("train.dataset", None))
@@ -83,7 +84,7 @@ def compute(image_size: Optional[int], channels: Optional[int],
     raise ValueError(f"--num_examples={num_examples} must be >= 1 (the dataset size N).")
   n = subset_size(num_examples, train["data_fraction"])
   batch, n_critic = train["batch_size"], train["n_critic"]
-  steps_per_epoch = n / (batch * n_critic)  # as regan_tf.trainer.train
+  steps_per_epoch = spec_lib.steps_per_epoch(n, batch, n_critic, train["epoch_counting"])  # as the trainer
   if (train["train_steps"] is None) == (train["train_epochs"] is None):
     raise ValueError("the gin configuration must set exactly one of train.train_steps and "
                      f"train.train_epochs (got {train['train_steps']}, {train['train_epochs']}).")

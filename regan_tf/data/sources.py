@@ -402,6 +402,36 @@ def load_image_folder(path: str, *, image_size: int = 32, channels: int = 3,
 # ----------------------------------------------------------------------------
 
 
+def id_order(ids: np.ndarray, where: str = "the dataset") -> np.ndarray:
+  """The permutation that sorts examples by the number at the end of their id.
+
+  TFDS ids look like ``b"train_16399"``: the number is the example's index in
+  the original archive. Ids must end in ``_<integer>`` and the integers must be
+  distinct.
+
+  Args:
+    ids: bytes or str [N], one id per example.
+    where: names the data in errors.
+
+  Returns:
+    int64 [N]: ``ids[order]`` runs in increasing index order.
+
+  Raises:
+    ValueError: an id without a trailing ``_<integer>``, or repeated indices.
+  """
+  index = np.empty(len(ids), np.int64)
+  for i, raw in enumerate(ids):
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    _, _, tail = text.rpartition("_")
+    if not tail.isdigit():
+      raise ValueError(f"order_by_id: id {text!r} of {where} does not end in '_<integer>' (as "
+                       f"'train_16399'); pass order_by_id=False to keep the stored order.")
+    index[i] = int(tail)
+  if len(np.unique(index)) != len(index):
+    raise ValueError(f"order_by_id: {where} has repeated id numbers; pass order_by_id=False.")
+  return np.argsort(index, kind="stable").astype(np.int64)
+
+
 def _how_to_get(name: str, data_dir: Optional[str]) -> str:
   where = (f"data_dir={data_dir!r}" if data_dir
            else "the default TFDS data_dir (~/tensorflow_datasets)")
@@ -456,7 +486,7 @@ def _tfds_builder(name: str, data_dir: Optional[str]):
 def load_tfds(name: str = "cifar10", *, split: str = "train", data_dir: Optional[str] = None,
               download: bool = True, image_size: Optional[int] = None,
               channels: Optional[int] = None, image_key: str = "image",
-              label_key: Optional[str] = "label") -> ImageData:
+              label_key: Optional[str] = "label", order_by_id: bool = False) -> ImageData:
   """Loads a TFDS image dataset split into memory.
 
   With download=False the dataset must already be prepared in ``data_dir``;
@@ -476,9 +506,16 @@ def load_tfds(name: str = "cifar10", *, split: str = "train", data_dir: Optional
     channels: 1 or 3 to convert; None keeps the dataset's channels.
     image_key: feature holding the image.
     label_key: feature holding an integer class label; None for no labels.
+    order_by_id: put the examples in the order of the number in their ``id``
+      feature (``train_16399`` -> 16399) instead of TFDS's stored order. TFDS
+      stores CIFAR-10/100 shuffled by a hash of the index; the id keeps the
+      index of the original archive, which is torchvision's order, so with this
+      the "first 10%" is the Re-GAN reference's first 10%.
 
   Returns:
-    ImageData named ``name`` for the train split, else "<name>:<split>".
+    ImageData named ``name`` for the train split, else "<name>:<split>", with
+    ":id_order" appended when ``order_by_id`` (the order changes which examples
+    a "first" subset keeps, and caches are keyed on the name).
 
   Raises:
     FileNotFoundError: not prepared and download=False.
@@ -495,6 +532,8 @@ def load_tfds(name: str = "cifar10", *, split: str = "train", data_dir: Optional
     image_size = _check_image_size(image_size)
   if channels is not None:
     channels = _check_channels(channels)
+  if not isinstance(order_by_id, bool):
+    raise ValueError(f"order_by_id must be True or False, got {order_by_id!r}.")
 
   start = time.monotonic()
   builder = _tfds_builder(name, data_dir)
@@ -506,6 +545,9 @@ def load_tfds(name: str = "cifar10", *, split: str = "train", data_dir: Optional
   if label_key is not None and label_key not in feature_keys:
     raise ValueError(f"label_key={label_key!r} is not a feature of TFDS dataset '{name}'; its "
                      f"features are {feature_keys}. Pass label_key=None for unlabeled data.")
+  if order_by_id and "id" not in feature_keys:
+    raise ValueError(f"order_by_id=True needs an 'id' feature, but TFDS dataset '{name}' has only "
+                     f"{feature_keys}; pass order_by_id=False to keep TFDS's stored order.")
 
   # Read first, download only if that fails as "not prepared" (also what tfds.testing.mock_data serves).
   try:
@@ -534,15 +576,17 @@ def load_tfds(name: str = "cifar10", *, split: str = "train", data_dir: Optional
       image = _resize_short_side_and_center_crop(image, image_size)
     label = (tf.cast(example[label_key], tf.int64) if label_key is not None
              else tf.zeros([], tf.int64))
-    return image, label
+    example_id = example["id"] if order_by_id else tf.constant(b"")
+    return image, label, example_id
 
   dataset = dataset.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  images, labels = [], []
+  images, labels, ids = [], [], []
   # Batch only when every image has the same shape; otherwise gather one by one.
   batch = 1024 if dataset.element_spec[0].shape.is_fully_defined() else 1
-  for image_batch, label_batch in dataset.batch(batch).prefetch(2).as_numpy_iterator():
+  for image_batch, label_batch, id_batch in dataset.batch(batch).prefetch(2).as_numpy_iterator():
     images.append(image_batch)
     labels.append(label_batch)
+    ids.append(id_batch)
   if not images:
     raise ValueError(f"split={split!r} of TFDS dataset '{name}' is empty.")
   shapes = {x.shape[1:] for x in images}
@@ -553,10 +597,13 @@ def load_tfds(name: str = "cifar10", *, split: str = "train", data_dir: Optional
   if images.shape[1] != images.shape[2]:
     raise ValueError(f"TFDS dataset '{name}' has non-square images {images.shape[1:3]}; pass "
                      f"image_size to scale and center-crop them to a square.")
-  data = ImageData(
-      images=images,
-      labels=np.concatenate(labels).astype(np.int64) if label_key is not None else None,
-      name=name if split == "train" else f"{name}:{split}")
+  labels = np.concatenate(labels).astype(np.int64) if label_key is not None else None
+  data_name = name if split == "train" else f"{name}:{split}"
+  if order_by_id:
+    order = id_order(np.concatenate(ids), f"TFDS dataset '{name}' split {split!r}")
+    images, labels = images[order], None if labels is None else labels[order]
+    data_name += ":id_order"
+  data = ImageData(images=images, labels=labels, name=data_name)
   logging.info("Loaded TFDS %s split %r in %.1f s: images %s.", name, split,
                time.monotonic() - start, data.images.shape)
   return data

@@ -626,7 +626,8 @@ class EqualizedConv2D(PrunableLayerMixin, keras.layers.Layer):
   to_rgb); ``output_gain`` is StyleGAN2's multiplier after the activation
   (sqrt(1/2) on both branches of a residual block).
 
-  Connections (``get_prunable_weights``): ``kernel``.
+  Connections (``get_prunable_weights``): ``kernel``; with ``prune_all`` also
+  ``bias``.
 
   Args:
     filters: output channels.
@@ -636,16 +637,19 @@ class EqualizedConv2D(PrunableLayerMixin, keras.layers.Layer):
     use_bias: add a bias.
     activation: 'linear' or 'lrelu' (leaky ReLU 0.2, times sqrt(2)).
     output_gain: multiplier of the output, > 0.
+    prune_all: also expose the bias to pruning (Re-GAN's ProGAN code prunes
+      every generator parameter).
     **kwargs: ``keras.layers.Layer`` arguments (name, dtype).
 
   Input: [B, H, W, in]; output: [B, H', W', filters], H' = H/2 with ``down``.
   """
 
   _connections = ("kernel",)
+  _other_trainable = ("bias",)
 
   def __init__(self, filters: int, kernel_size: int, *, gain: float = 1.0, down: bool = False,
                use_bias: bool = True, activation: str = "linear", output_gain: float = 1.0,
-               **kwargs: Any):
+               prune_all: bool = False, **kwargs: Any):
     super().__init__(**kwargs)
     owner = type(self).__name__
     check_positive_int(owner, "filters", filters, "pass the output channels.")
@@ -659,6 +663,7 @@ class EqualizedConv2D(PrunableLayerMixin, keras.layers.Layer):
     self.down = bool(down)
     self.use_bias = bool(use_bias)
     self.activation = activation
+    self.prune_all = bool(prune_all)
     self.bias = None
     self.weight_scale: Optional[float] = None
 
@@ -712,4 +717,5 @@ class EqualizedConv2D(PrunableLayerMixin, keras.layers.Layer):
   def get_config(self) -> Dict[str, Any]:
     return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
             "gain": self.gain, "down": self.down, "use_bias": self.use_bias,
-            "activation": self.activation, "output_gain": self.output_gain}
+            "activation": self.activation, "output_gain": self.output_gain,
+            "prune_all": self.prune_all}

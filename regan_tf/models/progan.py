@@ -98,7 +98,8 @@ models match the reference formula exactly (``tests/test_models_progan.py``
 checks the built models against it at 16, 32 and 256). At 1024x1024 the formula
 gives 23.08M (G) and 23.09M (D) with every stage's to_rgb / from_rgb, 23.07M and
 23.08M without: both match the paper's 23.1M each. (*) The Re-GAN port
-(``ProGAN/progressive_GAN.py``, 512 channels, z 512) has the same discriminator
+(``ProGAN/model.py`` at commit 785135c, BakingBrains' implementation, run with 512
+channels and z 512 by ``ProGAN/main.py``) has the same discriminator
 count, 20,726,785 (its final block is a 4x4 valid conv, i.e. our b4_dense); its
 generator has one more 3x3 conv at 4x4 (a transposed 4x4 conv, then two 3x3
 convs) and hence 2,359,808 more weights: 23,079,436. We follow the paper's
@@ -122,6 +123,12 @@ Deviations from the references, on purpose
   4x4 kernel for speed (``fused_scale``); the results are identical up to
   float rounding and the parameter counts are the same.
 * NHWC (channels last), the TensorFlow default, instead of the reference's NCHW.
+
+Training differences from the Re-GAN port (the trainer's, listed with file:line in
+docs/FIDELITY.md): the port's G step scores the D step's fakes again, the trainer
+draws fresh latents; the port's CIFAR loader has no random flips (gin/progan_cifar.gin
+sets none); the port prunes every generator parameter, which ``prune_all_weights=True``
+reproduces.
 
 Losses: the paper trains WGAN-GP (lambda 10) with a drift term
 0.001 * E[D(x)^2] (``regan_tf.losses.drift_penalty``), Adam(1e-3, 0.0, 0.99),
@@ -311,7 +318,7 @@ class ProGAN(tf.Module):
 
   def __init__(self, *, image_size: int, channels: int = 3, z_dim: int = 512,
                fmap_base: int = 8192, fmap_max: int = 512, output_activation: str = "tanh",
-               mbstd_group_size: int = 4, name: str = "progan"):
+               mbstd_group_size: int = 4, prune_all_weights: bool = False, name: str = "progan"):
     """Creates the layers of every stage. Arguments as :func:`build`."""
     where = "progan.build"
     check_builder_args(build, locals(), image_sizes=IMAGE_SIZES,
@@ -333,6 +340,7 @@ class ProGAN(tf.Module):
     self.fmap_max = fmap_max
     self.output_activation = output_activation
     self.mbstd_group_size = mbstd_group_size
+    self.prune_all_weights = bool(prune_all_weights)
     self.num_stages = int(math.log2(image_size)) - 1
     self.alpha_key = f"progan_alpha_{next(_ALPHA_IDS)}"
     self.alpha = shared_alpha(self.alpha_key)
@@ -385,16 +393,16 @@ class ProGAN(tf.Module):
     return self._built_layers(self._discriminator_layers)
 
   def _generator_layers(self, add: Callable[..., None]) -> None:
-    f4 = self._width(4)
-    add(EqualizedDense(16 * f4, gain=_SQRT2 / 4, reshape=(4, 4, f4), name="b4_dense"),
+    f4, every = self._width(4), self.prune_all_weights
+    add(EqualizedDense(16 * f4, gain=_SQRT2 / 4, reshape=(4, 4, f4), prune_all=every, name="b4_dense"),
         (None, self.z_dim))
-    add(EqualizedConv2D(f4, 3, gain=_SQRT2, name="b4_conv"), (None, 4, 4, f4))
+    add(EqualizedConv2D(f4, 3, gain=_SQRT2, prune_all=every, name="b4_conv"), (None, 4, 4, f4))
     for r in self._resolutions()[1:]:
       cin, cout = self._width(r // 2), self._width(r)
-      add(EqualizedConv2D(cout, 3, gain=_SQRT2, name=f"b{r}_conv0"), (None, r, r, cin))
-      add(EqualizedConv2D(cout, 3, gain=_SQRT2, name=f"b{r}_conv1"), (None, r, r, cout))
+      add(EqualizedConv2D(cout, 3, gain=_SQRT2, prune_all=every, name=f"b{r}_conv0"), (None, r, r, cin))
+      add(EqualizedConv2D(cout, 3, gain=_SQRT2, prune_all=every, name=f"b{r}_conv1"), (None, r, r, cout))
     for r in self._resolutions():
-      add(EqualizedConv2D(self.channels, 1, gain=1.0, name=f"to_rgb_{r}"),
+      add(EqualizedConv2D(self.channels, 1, gain=1.0, prune_all=every, name=f"to_rgb_{r}"),
           (None, r, r, self._width(r)))
 
   def _discriminator_layers(self, add: Callable[..., None]) -> None:
@@ -562,18 +570,19 @@ class ProGAN(tf.Module):
 
 def build_progressive(*, image_size: int, channels: int = 3, z_dim: int = 512,
                       fmap_base: int = 8192, fmap_max: int = 512, output_activation: str = "tanh",
-                      mbstd_group_size: int = 4) -> ProGAN:
+                      mbstd_group_size: int = 4, prune_all_weights: bool = False) -> ProGAN:
   """The :class:`ProGAN` (all stages) for a trainer that grows the networks.
 
   Arguments as :func:`build`. Call under the run's ``strategy.scope()``.
   """
   return ProGAN(image_size=image_size, channels=channels, z_dim=z_dim, fmap_base=fmap_base,
                 fmap_max=fmap_max, output_activation=output_activation,
-                mbstd_group_size=mbstd_group_size)
+                mbstd_group_size=mbstd_group_size, prune_all_weights=prune_all_weights)
 
 
 def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 512, fmap_base: int = 8192,
-          fmap_max: int = 512, output_activation: str = "tanh", mbstd_group_size: int = 4) -> GAN:
+          fmap_max: int = 512, output_activation: str = "tanh", mbstd_group_size: int = 4,
+          prune_all_weights: bool = False) -> GAN:
   """Builds ProGAN's final-stage generator and discriminator (no growing).
 
   The networks of the last stage at full resolution, without fade-in branches
@@ -592,6 +601,10 @@ def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 512, fmap_bas
     output_activation: 'tanh' (default; images in [-1, 1]) or 'linear' (paper).
     mbstd_group_size: minibatch stddev group size (reference 4); 0 disables it.
       The per-replica batch must be a multiple of min(group size, batch).
+    prune_all_weights: make every generator weight prunable (kernels and
+      biases of every layer, to_rgb included), as Re-GAN's ProGAN code prunes
+      (``ProGAN/regan.py`` masks every ``named_parameter``); default: the
+      connections (kernels) only.
 
   Returns:
     GAN with generator z float32 [B, z_dim] -> images float32 [B, R, R, C] and
@@ -603,7 +616,8 @@ def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 512, fmap_bas
   progan = build_progressive(image_size=image_size, channels=channels, z_dim=z_dim,
                              fmap_base=fmap_base, fmap_max=fmap_max,
                              output_activation=output_activation,
-                             mbstd_group_size=mbstd_group_size)
+                             mbstd_group_size=mbstd_group_size,
+                             prune_all_weights=prune_all_weights)
   final = progan.num_stages - 1
   return GAN(generator=progan.generator(final, fade=False),
              discriminator=progan.discriminator(final, fade=False), z_dim=z_dim,

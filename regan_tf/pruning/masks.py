@@ -26,8 +26,13 @@ with the lower flat index is pruned first: an all-zero (or all-equal) tensor of
 100 entries at sparsity 0.3 loses entries 0..29. The count is exact whatever
 the ties, unlike a plain threshold test ``|w| <= t`` (more than ``k`` entries when
 the ``k``-th smallest value is repeated) or the reference implementation's
-``|w| < quantile(|w|, sparsity)`` (fewer). ``-0.0`` and ``+0.0`` are equal; a NaN
-compares larger than every number, so NaNs are never pruned.
+``|w| < torch.quantile(|w|, sparsity)`` (Re-GAN's ``*/regan.py`` at commit 785135c).
+``torch.quantile`` interpolates linearly at position ``p = sparsity * (n - 1)``,
+so with no ties the reference prunes ``floor(p) + 1`` entries (``p`` when it is a
+whole number): ``k`` or one *more* (n = 100 or 10: 30 or 3 either way; n = 3: 1
+where ``k`` is 0). With ties at the quantile it prunes fewer, none of an
+all-zero tensor. ``-0.0`` and ``+0.0`` are equal; a NaN compares larger than
+every number, so NaNs are never pruned.
 
 Algorithm
 ---------
