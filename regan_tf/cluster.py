@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 from typing import Callable, Optional, Sequence
 
 from absl import logging
@@ -117,6 +118,8 @@ def tpu_strategy(tpu: str) -> tf.distribute.Strategy:
   TPU guide does; every failure on the way (no TPU, unknown name, unreachable
   address) becomes one ``RuntimeError`` line naming ``train.tpu``.
   """
+  if tpu.startswith("grpc://"):
+    _check_listening(tpu)  # TensorFlow would retry an address where nothing listens, without end
   try:
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
     if tpu not in ("local", ""):
@@ -128,6 +131,20 @@ def tpu_strategy(tpu: str) -> tf.distribute.Strategy:
     raise RuntimeError(f"train.tpu = {tpu!r}: no TPU could be reached ({type(e).__name__}: {first}); "
                        "check the TPU name or grpc:// address, or use train.strategy = 'auto' on a machine "
                        "without a TPU.") from None
+
+
+def _check_listening(address: str, timeout: float = 10.0) -> None:
+  """Raises RuntimeError unless something accepts TCP connections at ``grpc://host:port``."""
+  host, _, port = address[len("grpc://"):].rpartition(":")
+  if not host or not port.isdigit():
+    raise RuntimeError(f"train.tpu = {address!r} is not a grpc://host:port address; give e.g. "
+                       "'grpc://10.0.0.2:8470', a TPU name, or 'local' on a TPU VM.")
+  try:
+    socket.create_connection((host, int(port)), timeout=timeout).close()
+  except OSError as e:
+    raise RuntimeError(f"train.tpu = {address!r}: nothing accepts connections there ({e}); check the TPU's "
+                       "address and that it is running, or use train.strategy = 'auto' on a machine without a "
+                       "TPU.") from None
 
 
 # ----------------------------------------------------------------------------

@@ -50,8 +50,8 @@ from regan_tf.pruning import strip as pruning_strip
 from regan_tf.spec import RunSpec
 from regan_tf.train_step import PruningController, StyleGANParts, TrainStep, inner_optimizer, make_optimizer
 
-__all__ = ["Components", "PruningController", "TrainResult", "configure_cpu_devices", "make_strategy",
-           "resolve_jit_compile", "run", "train"]
+__all__ = ["Components", "PruningController", "StrategyChoice", "TrainResult", "choose_strategy",
+           "configure_cpu_devices", "decide_jit", "make_strategy", "resolve_jit_compile", "run", "train"]
 
 ConfigText = Union[str, Callable[[], str], None]
 
@@ -120,6 +120,51 @@ def configure_cpu_devices(count: int) -> None:
           "any TensorFlow op runs.") from e
 
 
+@dataclasses.dataclass(frozen=True)
+class StrategyChoice:
+  """What :func:`make_strategy` builds, decided from the devices alone (see :func:`choose_strategy`).
+
+  Attributes:
+    kind: ``mirrored``, ``one_device``, ``default``, ``multi_worker`` or ``tpu``.
+    devices: the local devices a ``mirrored`` or ``one_device`` strategy uses.
+    cross_device_ops: ``nccl`` (TensorFlow's default between GPUs) or
+      ``reduce_to_one`` (CPUs, which NCCL cannot serve); ``mirrored`` only.
+    tpu: the TPU address (``tpu`` only).
+  """
+  kind: str
+  devices: Tuple[str, ...] = ()
+  cross_device_ops: Optional[str] = None
+  tpu: Optional[str] = None
+
+
+def choose_strategy(kind: str, *, gpus: Sequence[str], cpus: Sequence[str],
+                    tpu: Optional[str] = None) -> StrategyChoice:
+  """Decides the strategy for ``kind`` from the visible device names (pure; see :func:`make_strategy`).
+
+  Raises:
+    ValueError: an unknown ``kind``, or ``tpu`` without an address.
+  """
+  if kind == "multi_worker":
+    return StrategyChoice("multi_worker")
+  if kind == "tpu":
+    if not tpu:
+      raise ValueError("strategy 'tpu' needs the TPU's name, 'local' or a grpc:// address (train.tpu).")
+    return StrategyChoice("tpu", tpu=tpu)
+  if kind == "auto":
+    kind = "mirrored" if gpus else "default"
+  if kind == "mirrored":
+    devices = tuple(gpus or cpus)
+    if len(devices) == 1:
+      return StrategyChoice("one_device", devices)
+    return StrategyChoice("mirrored", devices, "nccl" if gpus else "reduce_to_one")
+  if kind == "one_device":
+    return StrategyChoice("one_device", (gpus[0] if gpus else "/cpu:0",))
+  if kind == "default":
+    return StrategyChoice("default")
+  raise ValueError(f"strategy must be one of 'auto', 'mirrored', 'one_device', 'default', 'multi_worker', "
+                   f"'tpu'; got {kind!r}.")
+
+
 def make_strategy(kind: str = "auto", *, tpu: Optional[str] = None) -> tf.distribute.Strategy:
   """Returns the distribution strategy for ``kind``.
 
@@ -133,28 +178,22 @@ def make_strategy(kind: str = "auto", *, tpu: Optional[str] = None) -> tf.distri
       TensorFlow op runs. ``tpu``: TPUStrategy on ``tpu``.
     tpu: the TPU's name, ``local`` or ``grpc://host:port`` (``kind='tpu'`` only).
   """
-  if kind == "multi_worker":
+  # Listing devices starts TensorFlow's runtime, which MultiWorkerMirroredStrategy must configure first.
+  cluster_kind = kind in ("multi_worker", "tpu")
+  choice = choose_strategy(kind, gpus=[] if cluster_kind else [d.name for d in tf.config.list_logical_devices("GPU")],
+                           cpus=[] if cluster_kind else [d.name for d in tf.config.list_logical_devices("CPU")],
+                           tpu=tpu)
+  if choice.kind == "multi_worker":
     cluster_lib.role_from_tf_config()  # a missing or bad TF_CONFIG is one line, not a gRPC error
     return cluster_lib.multi_worker_strategy()
-  if kind == "tpu":
-    if not tpu:
-      raise ValueError("strategy 'tpu' needs the TPU's name or grpc:// address (train.tpu).")
-    return cluster_lib.tpu_strategy(tpu)
-  gpus = tf.config.list_logical_devices("GPU")
-  if kind == "auto":
-    kind = "mirrored" if gpus else "default"
-  if kind == "mirrored":
-    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-    if len(devices) == 1:
-      return tf.distribute.OneDeviceStrategy(devices[0])
-    cross_device_ops = None if gpus else tf.distribute.ReductionToOneDevice()
-    return tf.distribute.MirroredStrategy(devices, cross_device_ops=cross_device_ops)
-  if kind == "one_device":
-    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-  if kind == "default":
-    return tf.distribute.get_strategy()
-  raise ValueError(f"strategy must be one of 'auto', 'mirrored', 'one_device', 'default', 'multi_worker', "
-                   f"'tpu'; got {kind!r}.")
+  if choice.kind == "tpu":
+    return cluster_lib.tpu_strategy(choice.tpu)
+  if choice.kind == "mirrored":
+    cross_device_ops = None if choice.cross_device_ops == "nccl" else tf.distribute.ReductionToOneDevice()
+    return tf.distribute.MirroredStrategy(list(choice.devices), cross_device_ops=cross_device_ops)
+  if choice.kind == "one_device":
+    return tf.distribute.OneDeviceStrategy(choice.devices[0])
+  return tf.distribute.get_strategy()
 
 
 def _on_gpu(strategy: tf.distribute.Strategy) -> bool:
@@ -167,31 +206,44 @@ def _on_gpu(strategy: tf.distribute.Strategy) -> bool:
 
 
 def resolve_jit_compile(jit_compile: Union[bool, str], strategy: tf.distribute.Strategy) -> bool:
-  """Decides whether the step functions are XLA-compiled.
+  """Decides whether the step functions are XLA-compiled for ``strategy`` (see :func:`decide_jit`)."""
+  platform = ("tpu" if isinstance(strategy, tf.distribute.TPUStrategy)
+              else "gpu" if _on_gpu(strategy) else "cpu")
+  return decide_jit(jit_compile, platform=platform, replicas=strategy.num_replicas_in_sync,
+                    strategy_name=type(strategy).__name__)
+
+
+def decide_jit(jit_compile: Union[bool, str], *, platform: str, replicas: int,
+               strategy_name: str = "the strategy") -> bool:
+  """Whether the step functions are XLA-compiled (pure: the platform and replica count are given).
 
   ``auto`` means on for GPUs and off on CPU (XLA's CPU backend is ~35% slower
-  than TensorFlow's oneDNN kernels for these models). XLA with
-  MirroredStrategy over several CPU devices fails in TensorFlow ("resource on a
-  different device"), so that combination falls back to no XLA with a warning.
-  A TPU always compiles (XLA is its only compiler), whatever ``jit_compile`` says.
+  than TensorFlow's oneDNN kernels for these models). XLA with several CPU
+  replicas fails in TensorFlow ("resource on a different device"), so that
+  combination falls back to no XLA with a warning. A TPU always compiles (XLA
+  is its only compiler), whatever ``jit_compile`` says.
+
+  Args:
+    jit_compile: True, False or ``auto``.
+    platform: ``cpu``, ``gpu`` or ``tpu``.
+    replicas: replicas in sync.
   """
   if jit_compile not in (True, False, "auto"):
     raise ValueError(f"jit_compile must be True, False or 'auto'; got {jit_compile!r}.")
-  if isinstance(strategy, tf.distribute.TPUStrategy):
+  if platform not in ("cpu", "gpu", "tpu"):
+    raise ValueError(f"platform must be 'cpu', 'gpu' or 'tpu'; got {platform!r}.")
+  if platform == "tpu":
     if jit_compile is False:
       logging.warning("jit_compile=False is ignored on a TPU: TPU programs are always XLA-compiled.")
     return True
-  on_gpu = _on_gpu(strategy)
+  on_gpu = platform == "gpu"
   if jit_compile == "auto":
     return on_gpu
-  if jit_compile and strategy.num_replicas_in_sync > 1 and not on_gpu:
-    logging.warning(
-        "jit_compile=True is not supported by TensorFlow with %s over %d CPU replicas; running the steps "
-        "without XLA.", type(strategy).__name__, strategy.num_replicas_in_sync)
+  if jit_compile and replicas > 1 and not on_gpu:
+    logging.warning("jit_compile=True is not supported by TensorFlow with %s over %d CPU replicas; running the "
+                    "steps without XLA.", strategy_name, replicas)
     return False
   return bool(jit_compile)
-
-
 
 
 # ----------------------------------------------------------------------------
