@@ -179,10 +179,12 @@ def make_strategy(kind: str = "auto", *, tpu: Optional[str] = None) -> tf.distri
     tpu: the TPU's name, ``local`` or ``grpc://host:port`` (``kind='tpu'`` only).
   """
   # Listing devices starts TensorFlow's runtime, which MultiWorkerMirroredStrategy must configure first.
-  cluster_kind = kind in ("multi_worker", "tpu")
-  choice = choose_strategy(kind, gpus=[] if cluster_kind else [d.name for d in tf.config.list_logical_devices("GPU")],
-                           cpus=[] if cluster_kind else [d.name for d in tf.config.list_logical_devices("CPU")],
-                           tpu=tpu)
+  gpus: List[str] = []
+  cpus: List[str] = []
+  if kind not in ("multi_worker", "tpu"):
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+  choice = choose_strategy(kind, gpus=gpus, cpus=cpus, tpu=tpu)
   if choice.kind == "multi_worker":
     cluster_lib.role_from_tf_config()  # a missing or bad TF_CONFIG is one line, not a gRPC error
     return cluster_lib.multi_worker_strategy()
