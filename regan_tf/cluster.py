@@ -11,11 +11,11 @@ to it:
   of ``tf.distribute.MultiWorkerMirroredStrategy`` (collective all-reduce over
   every worker's GPUs, or its CPU when it has none) and
   ``tf.distribute.TPUStrategy`` (through ``TPUClusterResolver``).
-- :func:`worker_batches` / :func:`distribute_pipeline`: each worker reads its
-  own slice of every global batch of the deterministic data order (see
-  ``regan_tf.data.pipeline``): global replica ``r`` gets rows
-  ``[r * b, (r + 1) * b)`` of batch ``k``, the rows a one-process run with the
-  same number of replicas gives it, and no row goes to two replicas.
+- :func:`distribute_pipeline`: each worker reads its own slice of every global
+  batch of the deterministic data order (see ``regan_tf.data.pipeline``):
+  global replica ``r`` gets rows ``[r * b, (r + 1) * b)`` of batch ``k``, the
+  rows a one-process run with the same number of replicas gives it, and no row
+  goes to two replicas (TensorFlow's rebatching and element sharding).
 - :func:`check_agreement`: a collective check that every worker holds the same
   value (the restored step, a digest of Re-GAN's masks). The masks are a
   function of the weights, which the all-reduced updates keep identical on
@@ -23,10 +23,9 @@ to it:
   set-up (a run directory that is not shared, a worker started from another
   checkpoint) fail with a message instead of training silently apart.
 
-What is hand-written here is only the slicing of the data order (tf.data's
-auto-sharding would give each worker every other *batch*, which changes the
-order relative to one process) and the agreement check; transport,
-all-reduce, health checks and TPU set-up are TensorFlow's.
+Hand-written here: only the role (TensorFlow's resolver offers no "is this
+the chief" before the strategy exists) and the agreement check; transport,
+all-reduce, data sharding, health checks and TPU set-up are TensorFlow's.
 """
 
 from __future__ import annotations
@@ -35,14 +34,14 @@ import dataclasses
 import json
 import os
 import socket
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from absl import logging
 
 from regan_tf.compat import tf
 
 __all__ = ["WorkerRole", "check_agreement", "distribute_pipeline", "mask_digest", "multi_worker_strategy",
-           "role_from_tf_config", "tpu_strategy", "worker_batches"]
+           "role_from_tf_config", "tpu_strategy"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,57 +151,24 @@ def _check_listening(address: str, timeout: float = 10.0) -> None:
 # ----------------------------------------------------------------------------
 
 
-def worker_batches(global_batches: tf.data.Dataset, *, global_batch_size: int, num_replicas: int,
-                   worker_index: int, num_workers: int) -> tf.data.Dataset:
-  """The per-replica batches of worker ``worker_index``, in the order its local replicas take them.
+def distribute_pipeline(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset, *, multi_worker: bool):
+  """The distributed dataset the training step reads, from the global batches ``dataset`` yields.
 
-  Args:
-    global_batches: batches of ``global_batch_size`` rows (the deterministic
-      order every worker builds identically).
-    global_batch_size: B.
-    num_replicas: replicas over all workers (R); each worker has R / W.
-    worker_index, num_workers: this worker (w) and how many there are (W).
-
-  Returns:
-    A dataset of [B / R, ...] batches: for each global batch, rows
-    ``[(w * L + j) * b, (w * L + j + 1) * b)`` for local replica j = 0..L-1
-    (b = B / R, L = R / W), one after the other.
+  ``experimental_distribute_dataset`` cuts every global batch into
+  per-replica batches in global replica order (replica ``r`` gets rows
+  ``[r * b, (r + 1) * b)``); with several workers it then shards those by
+  element, so each worker keeps only its own replicas' rows: the rows a
+  one-process run with as many replicas gives them, none twice. The sharding
+  policy is set to ``DATA`` explicitly (the ``AUTO`` default first looks for
+  input files to split, which an in-memory pipeline has none of, and warns).
+  Every worker builds the whole batch and keeps its slice: the images are in
+  memory, and the batch's random flips are the same as in one process.
   """
-  if num_replicas % num_workers or global_batch_size % num_replicas:
-    raise ValueError(f"global batch {global_batch_size} over {num_replicas} replicas of {num_workers} workers: "
-                     "the replicas must split evenly over the workers and the batch over the replicas.")
-  local = num_replicas // num_workers
-  per_replica = global_batch_size // num_replicas
-  start = worker_index * local * per_replica
-
-  def split(x):
-    mine = x[start:start + local * per_replica]
-    return tf.reshape(mine, tf.concat([[local, per_replica], tf.shape(x)[1:]], axis=0))
-
-  return global_batches.map(split).unbatch()
-
-
-def distribute_pipeline(strategy: tf.distribute.Strategy, make_global: Callable[[], tf.data.Dataset], *,
-                        global_batch_size: int, multi_worker: bool):
-  """The distributed dataset the training step reads.
-
-  One process: ``experimental_distribute_dataset`` splits each global batch
-  over the local replicas in replica order. Several workers:
-  ``distribute_datasets_from_function`` with :func:`worker_batches`, which
-  gives every replica the same rows as that one-process split (tf.data's
-  auto-sharding is off: nothing else slices the data).
-  """
-  if not multi_worker:
-    return strategy.experimental_distribute_dataset(make_global())
-
-  def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+  if multi_worker:
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return worker_batches(make_global(), global_batch_size=global_batch_size,
-                          num_replicas=context.num_replicas_in_sync, worker_index=context.input_pipeline_id,
-                          num_workers=context.num_input_pipelines).with_options(options)
-
-  return strategy.distribute_datasets_from_function(dataset_fn)
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = dataset.with_options(options)
+  return strategy.experimental_distribute_dataset(dataset)
 
 
 # ----------------------------------------------------------------------------

@@ -220,9 +220,10 @@ def decide_jit(jit_compile: Union[bool, str], *, platform: str, replicas: int,
   """Whether the step functions are XLA-compiled (pure: the platform and replica count are given).
 
   ``auto`` means on for GPUs and off on CPU (XLA's CPU backend is ~35% slower
-  than TensorFlow's oneDNN kernels for these models). XLA with several CPU
-  replicas fails in TensorFlow ("resource on a different device"), so that
-  combination falls back to no XLA with a warning. A TPU always compiles (XLA
+  than TensorFlow's oneDNN kernels for these models). XLA with MirroredStrategy
+  over several CPU devices fails in TensorFlow ("resource on a different
+  device"), so several CPU replicas (also over several workers, where it is
+  untested) fall back to no XLA with a warning. A TPU always compiles (XLA
   is its only compiler), whatever ``jit_compile`` says.
 
   Args:
@@ -242,7 +243,8 @@ def decide_jit(jit_compile: Union[bool, str], *, platform: str, replicas: int,
   if jit_compile == "auto":
     return on_gpu
   if jit_compile and replicas > 1 and not on_gpu:
-    logging.warning("jit_compile=True is not supported by TensorFlow with %s over %d CPU replicas; running the "
+    logging.warning("jit_compile=True with %s over %d CPU replicas: TensorFlow cannot compile MirroredStrategy "
+                    "over several CPU devices (several CPU workers are treated alike, untested); running the "
                     "steps without XLA.", strategy_name, replicas)
     return False
   return bool(jit_compile)
@@ -845,11 +847,9 @@ def _make_cursor(spec: RunSpec, models: _Models, strategy: tf.distribute.Strateg
     return built[-1]
 
   def make_iterator(batch: int, data_seed: int, start_batch: int):
-    def pipeline():
-      return data_lib.make_pipeline(images, global_batch_size=batch, seed=data_seed,
-                                    start_batch=start_batch, random_flip=spec.data.random_flip)
-    return iter(cluster_lib.distribute_pipeline(strategy, pipeline, global_batch_size=batch,
-                                                multi_worker=multi_worker))
+    pipeline = data_lib.make_pipeline(images, global_batch_size=batch, seed=data_seed,
+                                      start_batch=start_batch, random_flip=spec.data.random_flip)
+    return iter(cluster_lib.distribute_pipeline(strategy, pipeline, multi_worker=multi_worker))
 
   if models.growing is not None:
     return progressive_lib.GrowthCursor(models.growing, generator=models.generator, sampler_all=models.sampler,

@@ -144,6 +144,44 @@ def test_two_workers_train_like_one_process_with_two_replicas(tmp_path):
   np.testing.assert_allclose(two_workers.numpy(), one_process.numpy(), atol=1e-4)
 
 
+_READ_ROWS = """
+import json, sys
+from regan_tf.compat import tf
+strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before any other op
+from regan_tf import cluster, data
+pipeline = data.make_pipeline(data.load_digits(image_size=8, channels=1), global_batch_size=8, seed=3,
+                              start_batch=5, random_flip=True)
+batches = iter(cluster.distribute_pipeline(strategy, pipeline, multi_worker=True))
+rows = [strategy.experimental_local_results(next(batches))[0].numpy().tolist() for _ in range(3)]
+json.dump(rows, open(sys.argv[1], "w"))
+"""
+
+
+@pytest.mark.slow
+def test_each_worker_reads_its_replicas_rows_of_every_global_batch(tmp_path):
+  ports = _free_ports(2)
+  cluster_spec = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+  procs = [subprocess.Popen([sys.executable, "-c", _READ_ROWS, str(tmp_path / f"rows{i}.json")], cwd=REPO,
+                            env=dict(os.environ, **ENV, **_tf_config(cluster_spec, "worker", i)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+           for i in range(2)]
+  try:
+    codes = _wait_all(procs, timeout=120)
+    assert codes == [0, 0], [p.stderr.read().decode()[-2000:] for p in procs if p.poll() != 0]
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+  from regan_tf import data  # pylint: disable=g-import-not-at-top
+  expected = list(data.make_pipeline(data.load_digits(image_size=8, channels=1), global_batch_size=8, seed=3,
+                                     start_batch=5, random_flip=True).take(3).as_numpy_iterator())
+  got = [np.array(json.load(open(tmp_path / f"rows{i}.json"))) for i in range(2)]
+  for k in range(3):
+    # Worker w (one replica each) gets rows [4w, 4w + 4) of global batch k: together the whole batch, once.
+    np.testing.assert_array_equal(np.concatenate([got[0][k], got[1][k]]), expected[k])
+
+
 @pytest.mark.slow
 def test_a_killed_worker_then_a_rerun_of_all_workers_resumes_from_the_last_checkpoint(tmp_path):
   workdir = tmp_path / "run"
@@ -210,20 +248,6 @@ def test_role_from_tf_config_rejects_a_missing_or_bad_tf_config_in_one_line(envi
   assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("num_workers, num_replicas", [(2, 2), (2, 4), (3, 3)])
-def test_worker_batches_give_each_replica_its_rows_of_every_global_batch_once(num_workers, num_replicas):
-  batch, rows = 12, 3
-  global_batches = tf.data.Dataset.range(2 * batch).batch(batch).map(lambda x: tf.stack([x] * rows, axis=1))
-  local = num_replicas // num_workers
-  per_worker = [list(cluster.worker_batches(global_batches, global_batch_size=batch, num_replicas=num_replicas,
-                                            worker_index=w, num_workers=num_workers).as_numpy_iterator())
-                for w in range(num_workers)]
-  for k, expected in enumerate(global_batches.as_numpy_iterator()):
-    # Replica r = w * local + j takes its j-th element of batch k: rows [r * b, (r + 1) * b).
-    by_replica = [per_worker[w][k * local + j] for w in range(num_workers) for j in range(local)]
-    np.testing.assert_array_equal(np.concatenate(by_replica), expected)
-
-
 def test_mask_digest_tells_which_entries_are_kept():
   a = [tf.Variable([[1.0, 0.0], [1.0, 1.0]]), tf.Variable([0.0, 1.0, 1.0])]
   same = [tf.Variable([[1.0, 0.0], [1.0, 1.0]]), tf.Variable([0.0, 1.0, 1.0])]
@@ -232,12 +256,6 @@ def test_mask_digest_tells_which_entries_are_kept():
   np.testing.assert_array_equal(cluster.mask_digest(a).numpy(), [5, 16])
   np.testing.assert_array_equal(cluster.mask_digest(same).numpy(), cluster.mask_digest(a).numpy())
   assert cluster.mask_digest(moved).numpy().tolist() != cluster.mask_digest(a).numpy().tolist()
-
-
-def test_worker_batches_reject_an_uneven_split():
-  with pytest.raises(ValueError, match="split evenly"):
-    cluster.worker_batches(tf.data.Dataset.range(4).batch(2), global_batch_size=2, num_replicas=3,
-                           worker_index=0, num_workers=2)
 
 
 @pytest.mark.parametrize("kind, gpus, cpus, expected", [
