@@ -24,7 +24,9 @@ to it:
   checkpoint) fail with a message instead of training silently apart.
 
 Hand-written here: only the role (TensorFlow's resolver offers no "is this
-the chief" before the strategy exists) and the agreement check; transport,
+the chief" before the strategy exists), the agreement check and a TCP probe of
+a ``grpc://`` TPU address (TensorFlow retries one where nothing listens
+without end); transport,
 all-reduce, data sharding, health checks and TPU set-up are TensorFlow's.
 """
 
@@ -210,7 +212,7 @@ def check_agreement(strategy: tf.distribute.Strategy, what: str, value: tf.Tenso
   gathered = strategy.gather(per_replica, axis=0).numpy()  # [replicas, n] on every worker
   if (gathered != gathered[:1]).any():
     raise RuntimeError(f"The workers disagree on {what}: {gathered.tolist()} (one row per replica). Every "
-                       "worker must read the same run directory (a shared path, e.g. NFS or gs://) and run "
+                       "worker must read the same run directory (a path all machines share, e.g. on NFS) and run "
                        "the same configuration; stop all workers and restart them together.")
   logging.info("All %d replicas agree on %s (%s).", strategy.num_replicas_in_sync, what,
                ", ".join(str(int(v)) for v in gathered[0]))
