@@ -61,14 +61,20 @@ class PhaseHook(Hook):
   """Re-GAN's host-side work before each G step: phase changes, masks, the lr factor.
 
   The controller logs phase changes itself; TensorBoard gets their numbers at
-  the step they happened.
+  the step they happened. ``after_event``, if given, is called with each
+  event (the multi-worker run checks there that all workers hold the same
+  masks).
   """
 
-  def __init__(self, controller: Any, g_optimizer: Any, writer: tf.summary.SummaryWriter):
+  def __init__(self, controller: Any, g_optimizer: Any, writer: tf.summary.SummaryWriter,
+               after_event: Optional[Callable[[Any], None]] = None):
     self._controller, self._g_optimizer, self._writer = controller, g_optimizer, writer
+    self._after_event = after_event
 
   def before_step(self, step: int) -> None:
     for event in self._controller.before_g_step(step, self._g_optimizer):
+      if self._after_event is not None:
+        self._after_event(event)
       with self._writer.as_default(step=event.step):
         tf.summary.scalar("regan/phase", int(event.phase))
         tf.summary.scalar("regan/masked_weights", event.num_masked)

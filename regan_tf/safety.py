@@ -177,7 +177,9 @@ _BINDING = re.compile(r"^([A-Za-z_][\w./]*(?:\.[A-Za-z_]\w*)?)\s*=\s*(.*)$")
 CADENCE_BINDINGS = frozenset(
     f"train.{name}" for name in ("log_every", "image_every", "checkpoint_every", "keep_checkpoints",
                                  "num_grid_images", "eval_every", "export", "export_best", "profile_steps",
-                                 "divergence_guard", "train_steps", "train_epochs"))
+                                 "divergence_guard", "train_steps", "train_epochs",
+                                 # Where the steps run, not what they compute:
+                                 "tpu"))
 
 
 def parse_bindings(text: str) -> Dict[str, str]:

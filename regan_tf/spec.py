@@ -36,7 +36,7 @@ from regan_tf import losses as losses_lib
 __all__ = ["Cadence", "DataSettings", "EPOCH_COUNTINGS", "Optimization", "PRECISIONS", "Regularization", "RunSpec",
            "Runtime", "STRATEGIES", "steps_per_epoch"]
 
-STRATEGIES = ("auto", "mirrored", "one_device", "default")
+STRATEGIES = ("auto", "mirrored", "one_device", "default", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 EPOCH_COUNTINGS = ("images", "loader")
 
@@ -306,9 +306,12 @@ class Runtime:
       scaling); ``mixed_float16`` (float16 compute with dynamic loss scaling:
       NVIDIA GPUs). Outputs, losses, masks and exports stay float32.
     mixed_precision: deprecated; True means ``precision='mixed_float16'``.
+    tpu: with ``strategy='tpu'``: the TPU's name, ``local`` (a TPU VM) or a
+      ``grpc://host:port`` address (for ``TPUClusterResolver``).
   """
   seed: int = 0
   strategy: str = "auto"
+  tpu: Optional[str] = None
   cpu_devices: int = 0
   jit_compile: Union[bool, str] = "auto"
   precision: str = "float32"
@@ -326,6 +329,12 @@ class Runtime:
       object.__setattr__(self, "precision", "mixed_float16")
     if self.strategy not in STRATEGIES:
       raise ValueError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))}; got {self.strategy!r}.")
+    if self.strategy == "tpu" and not (isinstance(self.tpu, str) and self.tpu.strip()):
+      raise ValueError(f"strategy='tpu' needs train.tpu: the TPU's name, 'local' on a TPU VM, or "
+                       f"'grpc://host:port'; got {self.tpu!r}.")
+    if self.tpu is not None and self.strategy != "tpu":
+      raise ValueError(f"train.tpu = {self.tpu!r} is only used with train.strategy = 'tpu' (got strategy "
+                       f"{self.strategy!r}); set the strategy or remove train.tpu.")
     _int_at_least("cpu_devices", self.cpu_devices, 0, " (0 leaves the CPU as one device)")
     if self.jit_compile not in (True, False, "auto"):
       raise ValueError(f"jit_compile must be True, False or 'auto'; got {self.jit_compile!r}.")

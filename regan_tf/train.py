@@ -23,7 +23,7 @@ import glob
 import os
 import re
 import sys
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -187,6 +187,26 @@ def _parameters(fn) -> List[str]:
     return []
 
 
+def _bound(name: str):
+  """The value gin binds to ``name`` (e.g. ``train.precision``), or None when it is unbound."""
+  try:
+    return gin.query_parameter(name)
+  except ValueError:
+    return None
+
+
+def tpu_defaults() -> Dict[str, str]:
+  """``precision='mixed_bfloat16'`` when the run is on a TPU and ``train.precision`` is not bound.
+
+  bfloat16 is the TPU's native precision; ``trainer.train``'s own default
+  stays float32 (every other device, and runs already started).
+  """
+  if _bound("train.strategy") == "tpu" and _bound("train.precision") is None:
+    logging.info("TPU: train.precision defaults to 'mixed_bfloat16' (bind train.precision to change it).")
+    return {"precision": "mixed_bfloat16"}
+  return {}
+
+
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -218,7 +238,7 @@ def main(argv: Sequence[str]) -> int:
   def train_run() -> int:
     from regan_tf import configurables  # pylint: disable=g-import-not-at-top
     result = configurables.train(workdir=workdir, config_text=gin.operative_config_str,
-                                 allow_config_change=FLAGS.allow_config_change)
+                                 allow_config_change=FLAGS.allow_config_change, **tpu_defaults())
     logging.info("Done at step %d; export: %s", result.step, result.export_dir)
     return 0
 

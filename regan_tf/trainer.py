@@ -28,13 +28,16 @@ import dataclasses
 import glob
 import json
 import os
+import shutil
 import signal
+import tempfile
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from absl import logging
 import numpy as np
 
+from regan_tf import cluster as cluster_lib
 from regan_tf import data as data_lib
 from regan_tf import export as export_lib
 from regan_tf import flops as flops_lib
@@ -47,8 +50,8 @@ from regan_tf.pruning import strip as pruning_strip
 from regan_tf.spec import RunSpec
 from regan_tf.train_step import PruningController, StyleGANParts, TrainStep, inner_optimizer, make_optimizer
 
-__all__ = ["Components", "PruningController", "TrainResult", "configure_cpu_devices", "make_strategy",
-           "resolve_jit_compile", "run", "train"]
+__all__ = ["Components", "PruningController", "StrategyChoice", "TrainResult", "choose_strategy",
+           "configure_cpu_devices", "decide_jit", "make_strategy", "resolve_jit_compile", "run", "train"]
 
 ConfigText = Union[str, Callable[[], str], None]
 
@@ -117,7 +120,52 @@ def configure_cpu_devices(count: int) -> None:
           "any TensorFlow op runs.") from e
 
 
-def make_strategy(kind: str = "auto") -> tf.distribute.Strategy:
+@dataclasses.dataclass(frozen=True)
+class StrategyChoice:
+  """What :func:`make_strategy` builds, decided from the devices alone (see :func:`choose_strategy`).
+
+  Attributes:
+    kind: ``mirrored``, ``one_device``, ``default``, ``multi_worker`` or ``tpu``.
+    devices: the local devices a ``mirrored`` or ``one_device`` strategy uses.
+    cross_device_ops: ``nccl`` (TensorFlow's default between GPUs) or
+      ``reduce_to_one`` (CPUs, which NCCL cannot serve); ``mirrored`` only.
+    tpu: the TPU address (``tpu`` only).
+  """
+  kind: str
+  devices: Tuple[str, ...] = ()
+  cross_device_ops: Optional[str] = None
+  tpu: Optional[str] = None
+
+
+def choose_strategy(kind: str, *, gpus: Sequence[str], cpus: Sequence[str],
+                    tpu: Optional[str] = None) -> StrategyChoice:
+  """Decides the strategy for ``kind`` from the visible device names (pure; see :func:`make_strategy`).
+
+  Raises:
+    ValueError: an unknown ``kind``, or ``tpu`` without an address.
+  """
+  if kind == "multi_worker":
+    return StrategyChoice("multi_worker")
+  if kind == "tpu":
+    if not tpu:
+      raise ValueError("strategy 'tpu' needs the TPU's name, 'local' or a grpc:// address (train.tpu).")
+    return StrategyChoice("tpu", tpu=tpu)
+  if kind == "auto":
+    kind = "mirrored" if gpus else "default"
+  if kind == "mirrored":
+    devices = tuple(gpus or cpus)
+    if len(devices) == 1:
+      return StrategyChoice("one_device", devices)
+    return StrategyChoice("mirrored", devices, "nccl" if gpus else "reduce_to_one")
+  if kind == "one_device":
+    return StrategyChoice("one_device", (gpus[0] if gpus else "/cpu:0",))
+  if kind == "default":
+    return StrategyChoice("default")
+  raise ValueError(f"strategy must be one of 'auto', 'mirrored', 'one_device', 'default', 'multi_worker', "
+                   f"'tpu'; got {kind!r}.")
+
+
+def make_strategy(kind: str = "auto", *, tpu: Optional[str] = None) -> tf.distribute.Strategy:
   """Returns the distribution strategy for ``kind``.
 
   Args:
@@ -125,21 +173,29 @@ def make_strategy(kind: str = "auto") -> tf.distribute.Strategy:
       else the default (single-device) strategy. ``mirrored``: MirroredStrategy
       over all GPUs, or over all logical CPU devices when there is no GPU.
       ``one_device``: the first GPU, else the CPU. ``default``: no strategy.
+      ``multi_worker``: MultiWorkerMirroredStrategy over the cluster in
+      ``TF_CONFIG`` (every worker's GPUs, or its CPU); create it before any
+      TensorFlow op runs. ``tpu``: TPUStrategy on ``tpu``.
+    tpu: the TPU's name, ``local`` or ``grpc://host:port`` (``kind='tpu'`` only).
   """
-  gpus = tf.config.list_logical_devices("GPU")
-  if kind == "auto":
-    kind = "mirrored" if gpus else "default"
-  if kind == "mirrored":
-    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-    if len(devices) == 1:
-      return tf.distribute.OneDeviceStrategy(devices[0])
-    cross_device_ops = None if gpus else tf.distribute.ReductionToOneDevice()
-    return tf.distribute.MirroredStrategy(devices, cross_device_ops=cross_device_ops)
-  if kind == "one_device":
-    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-  if kind == "default":
-    return tf.distribute.get_strategy()
-  raise ValueError(f"strategy must be one of 'auto', 'mirrored', 'one_device', 'default'; got {kind!r}.")
+  # Listing devices starts TensorFlow's runtime, which MultiWorkerMirroredStrategy must configure first.
+  gpus: List[str] = []
+  cpus: List[str] = []
+  if kind not in ("multi_worker", "tpu"):
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+  choice = choose_strategy(kind, gpus=gpus, cpus=cpus, tpu=tpu)
+  if choice.kind == "multi_worker":
+    cluster_lib.role_from_tf_config()  # a missing or bad TF_CONFIG is one line, not a gRPC error
+    return cluster_lib.multi_worker_strategy()
+  if choice.kind == "tpu":
+    return cluster_lib.tpu_strategy(choice.tpu)
+  if choice.kind == "mirrored":
+    cross_device_ops = None if choice.cross_device_ops == "nccl" else tf.distribute.ReductionToOneDevice()
+    return tf.distribute.MirroredStrategy(list(choice.devices), cross_device_ops=cross_device_ops)
+  if choice.kind == "one_device":
+    return tf.distribute.OneDeviceStrategy(choice.devices[0])
+  return tf.distribute.get_strategy()
 
 
 def _on_gpu(strategy: tf.distribute.Strategy) -> bool:
@@ -152,26 +208,46 @@ def _on_gpu(strategy: tf.distribute.Strategy) -> bool:
 
 
 def resolve_jit_compile(jit_compile: Union[bool, str], strategy: tf.distribute.Strategy) -> bool:
-  """Decides whether the step functions are XLA-compiled.
+  """Decides whether the step functions are XLA-compiled for ``strategy`` (see :func:`decide_jit`)."""
+  platform = ("tpu" if isinstance(strategy, tf.distribute.TPUStrategy)
+              else "gpu" if _on_gpu(strategy) else "cpu")
+  return decide_jit(jit_compile, platform=platform, replicas=strategy.num_replicas_in_sync,
+                    strategy_name=type(strategy).__name__)
+
+
+def decide_jit(jit_compile: Union[bool, str], *, platform: str, replicas: int,
+               strategy_name: str = "the strategy") -> bool:
+  """Whether the step functions are XLA-compiled (pure: the platform and replica count are given).
 
   ``auto`` means on for GPUs and off on CPU (XLA's CPU backend is ~35% slower
-  than TensorFlow's oneDNN kernels for these models). XLA with
-  MirroredStrategy over several CPU devices fails in TensorFlow ("resource on a
-  different device"), so that combination falls back to no XLA with a warning.
+  than TensorFlow's oneDNN kernels for these models). XLA with MirroredStrategy
+  over several CPU devices fails in TensorFlow ("resource on a different
+  device"), so several CPU replicas (also over several workers, where it is
+  untested) fall back to no XLA with a warning. A TPU always compiles (XLA
+  is its only compiler), whatever ``jit_compile`` says.
+
+  Args:
+    jit_compile: True, False or ``auto``.
+    platform: ``cpu``, ``gpu`` or ``tpu``.
+    replicas: replicas in sync.
   """
   if jit_compile not in (True, False, "auto"):
     raise ValueError(f"jit_compile must be True, False or 'auto'; got {jit_compile!r}.")
-  on_gpu = _on_gpu(strategy)
+  if platform not in ("cpu", "gpu", "tpu"):
+    raise ValueError(f"platform must be 'cpu', 'gpu' or 'tpu'; got {platform!r}.")
+  if platform == "tpu":
+    if jit_compile is False:
+      logging.warning("jit_compile=False is ignored on a TPU: TPU programs are always XLA-compiled.")
+    return True
+  on_gpu = platform == "gpu"
   if jit_compile == "auto":
     return on_gpu
-  if jit_compile and strategy.num_replicas_in_sync > 1 and not on_gpu:
-    logging.warning(
-        "jit_compile=True is not supported by TensorFlow with MirroredStrategy over %d CPU "
-        "devices; running the steps without XLA.", strategy.num_replicas_in_sync)
+  if jit_compile and replicas > 1 and not on_gpu:
+    logging.warning("jit_compile=True with %s over %d CPU replicas: TensorFlow cannot compile MirroredStrategy "
+                    "over several CPU devices (several CPU workers are treated alike, untested); running the "
+                    "steps without XLA.", strategy_name, replicas)
     return False
   return bool(jit_compile)
-
-
 
 
 # ----------------------------------------------------------------------------
@@ -210,6 +286,7 @@ def train(
     random_flip: bool = False,
     seed: int = 0,
     strategy: str = "auto",
+    tpu: Optional[str] = None,
     cpu_devices: int = 0,
     jit_compile: Union[bool, str] = "auto",
     precision: str = "float32",
@@ -278,8 +355,13 @@ def run(spec: RunSpec, parts: Components, *, workdir: str, config_text: ConfigTe
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise NotADirectoryError(f"--workdir {workdir} is a file, not a directory; pass a directory path "
                              "(it is created if missing).")
-  lock = safety.WorkdirLock(workdir)
-  if os.path.isdir(workdir):
+  # Several workers: only the chief owns (locks, writes) workdir; the others read its checkpoints
+  # and write everything of theirs to a private temporary folder, removed at the end.
+  role = (cluster_lib.role_from_tf_config() if spec.runtime.strategy == "multi_worker"
+          else cluster_lib.SINGLE_PROCESS)
+  own_dir = workdir if role.is_chief else tempfile.mkdtemp(prefix=f"regan_tf-{role.task_type}{role.task_id}-")
+  lock = safety.WorkdirLock(own_dir)
+  if os.path.isdir(own_dir):
     lock.acquire()  # a second process on a live run stops here, before any work
   run_log = hooks_lib.RunLog()  # log.txt: held until the run directory exists
   absl_logger = logging.get_absl_logger()
@@ -289,15 +371,17 @@ def run(spec: RunSpec, parts: Components, *, workdir: str, config_text: ConfigTe
   absl_logger.addHandler(run_log)
   try:
     configure_cpu_devices(spec.runtime.cpu_devices)
-    strategy = make_strategy(spec.runtime.strategy)
+    strategy = make_strategy(spec.runtime.strategy, tpu=spec.runtime.tpu)
     spec.check_replicas(strategy.num_replicas_in_sync)
     use_jit = resolve_jit_compile(spec.runtime.jit_compile, strategy)
     precision = spec.runtime.precision
     if precision == "mixed_float16" and not _on_gpu(strategy):
       logging.warning("precision 'mixed_float16' on CPU is slow (float16 is emulated); it is meant for NVIDIA "
                       "GPUs. On a CPU with bfloat16 support use 'mixed_bfloat16'.")
-    logging.info("Strategy %s with %d replica(s); XLA %s; precision %s.", type(strategy).__name__,
-                 strategy.num_replicas_in_sync, "on" if use_jit else "off", precision)
+    logging.info("Strategy %s with %d replica(s) over %d worker(s)%s; XLA %s; precision %s.",
+                 type(strategy).__name__, strategy.num_replicas_in_sync, role.num_workers,
+                 "" if role.num_workers == 1 else f" (this process: {role.describe()})",
+                 "on" if use_jit else "off", precision)
 
     # --------------------------------------------------------------- data ---
     full_images = parts.dataset()
@@ -311,20 +395,30 @@ def run(spec: RunSpec, parts: Components, *, workdir: str, config_text: ConfigTe
                  images.channels, steps_per_epoch, train_steps)
     with _compute_policy(None if precision == "float32" else precision):
       return _train_models(spec, parts, strategy, full_images, images, steps_per_epoch, train_steps,
-                           use_jit=use_jit, workdir=workdir, lock=lock, run_log=run_log, config_text=config_text,
-                           allow_config_change=allow_config_change)
+                           use_jit=use_jit, workdir=workdir, own_dir=own_dir, role=role, lock=lock,
+                           run_log=run_log, config_text=config_text, allow_config_change=allow_config_change)
   finally:
     absl_logger.removeHandler(run_log)
     absl_logger.setLevel(previous_level)
     run_log.close()
     lock.release()
+    if own_dir != workdir:
+      shutil.rmtree(own_dir, ignore_errors=True)
 
 
 def _train_models(spec: RunSpec, parts: Components, strategy: tf.distribute.Strategy,
                   full_images: data_lib.ImageData, images: data_lib.ImageData, steps_per_epoch: float,
-                  train_steps: int, *, use_jit: bool, workdir: str, lock: safety.WorkdirLock,
-                  run_log: hooks_lib.RunLog, config_text: ConfigText, allow_config_change: bool) -> TrainResult:
-  """Models, restore, loop and export of :func:`run`, under the compute policy."""
+                  train_steps: int, *, use_jit: bool, workdir: str, own_dir: str, role: cluster_lib.WorkerRole,
+                  lock: safety.WorkdirLock, run_log: hooks_lib.RunLog, config_text: ConfigText,
+                  allow_config_change: bool) -> TrainResult:
+  """Models, restore, loop and export of :func:`run`, under the compute policy.
+
+  ``own_dir`` is where this process writes: ``workdir`` itself, or a
+  non-chief worker's temporary folder (it restores from ``workdir``). A
+  non-chief runs every hook the chief runs (sample grids, evaluation, the
+  export) into that folder: the models' batch-norm statistics are synchronized
+  on read, a collective that every worker must join.
+  """
   # ------------------------------------------------------------- models ---
   opt = spec.optimization
   models = _build_models(spec, parts, strategy, images, steps_per_epoch, train_steps)
@@ -345,29 +439,33 @@ def _train_models(spec: RunSpec, parts: Components, strategy: tf.distribute.Stra
   # ------------------------------------------------------------ restore ---
   # The run directory appears only once data and models are known to load,
   # so a bad configuration leaves nothing behind.
-  os.makedirs(workdir, exist_ok=True)
+  os.makedirs(own_dir, exist_ok=True)
   if not lock.held:
     lock.acquire()
-  run_log.open(os.path.join(workdir, "log.txt"))
-  safety.remove_stale_temporaries(workdir)
-  state = _restore(workdir, models, keep=spec.cadence.keep_checkpoints)
+  run_log.open(os.path.join(own_dir, "log.txt"))
+  if role.is_chief:
+    safety.remove_stale_temporaries(workdir)
+  state = _restore(own_dir, models, keep=spec.cadence.keep_checkpoints, restore_from=workdir)
   start_step = int(state.step_var.numpy())
+  if role.num_workers > 1:
+    cluster_lib.check_agreement(strategy, "the restored step", tf.constant(start_step, tf.int64))
   if start_step:
     logging.info("Resuming the run in %s at step %d of %d.", workdir, start_step, train_steps)
   else:
     logging.info("New run in %s (%d steps).", workdir, train_steps)
   text = config_text() if callable(config_text) else (config_text or "")
   _check_config_change(workdir, text, start_step, allow=allow_config_change)
-  _write_flops_json(workdir, spec, models, run_flops, train_steps)
-  writer = tf.summary.create_file_writer(workdir)
-  _write_config(workdir, writer, text, start_step)
+  _write_flops_json(own_dir, spec, models, run_flops, train_steps)
+  writer = tf.summary.create_file_writer(own_dir)
+  _write_config(own_dir, writer, text, start_step)
 
   # --------------------------------------------------------------- loop ---
-  cursor = _make_cursor(spec, models, strategy, images, use_jit, start_step)
+  cursor = _make_cursor(spec, models, strategy, images, use_jit, start_step, multi_worker=role.num_workers > 1)
   metrics = hooks_lib.Metrics()
   saver = hooks_lib.FiniteSaver(state.step_var, _finite_check(models), start_step)
   hooks = _make_hooks(spec, models, state, saver, cursor, run_flops, evaluator, writer, metrics,
-                      workdir=workdir, train_steps=train_steps)
+                      workdir=own_dir, train_steps=train_steps,
+                      check_masks=_mask_check(strategy, models) if role.num_workers > 1 else None)
   if start_step >= train_steps:
     logging.info("Run already complete (step %d of %d).", start_step, train_steps)
   loop_start = time.time()
@@ -384,8 +482,9 @@ def _train_models(spec: RunSpec, parts: Components, strategy: tf.distribute.Stra
   # ------------------------------------------------------------- export ---
   export_dir = None
   if spec.cadence.export:
-    export_dir = _export(spec, models, state, cursor, images, step, workdir)
-  return TrainResult(step=step, workdir=workdir, export_dir=export_dir, metrics=dict(metrics))
+    export_dir = _export(spec, models, state, cursor, images, step, own_dir)
+  return TrainResult(step=step, workdir=workdir, export_dir=export_dir if role.is_chief else None,
+                     metrics=dict(metrics))
 
 
 def _loop(cursor, hooks: Sequence[hooks_lib.Hook], spec: RunSpec, start_step: int, train_steps: int,
@@ -542,8 +641,12 @@ class _RunState:
   best_fid: tf.Variable
 
 
-def _restore(workdir: str, models: _Models, *, keep: int) -> _RunState:
+def _restore(workdir: str, models: _Models, *, keep: int, restore_from: Optional[str] = None) -> _RunState:
   """Builds the checkpoint and restores the newest loadable one in ``workdir/checkpoints``.
+
+  ``restore_from`` (default ``workdir``) is the run directory whose
+  ``checkpoints/`` are read: a non-chief worker writes its own checkpoints to
+  a temporary ``workdir`` but restores the chief's.
 
   A checkpoint that does not load because it is damaged (truncated, corrupt)
   is skipped with a warning naming it, and the one before it is tried. A
@@ -562,8 +665,11 @@ def _restore(workdir: str, models: _Models, *, keep: int) -> _RunState:
   ckpt = tf.train.Checkpoint(**trackables)
   manager = tf.train.CheckpointManager(ckpt, os.path.join(workdir, "checkpoints"), max_to_keep=keep)
   best_manager = tf.train.CheckpointManager(ckpt, os.path.join(workdir, "best"), max_to_keep=1)
+  source = manager
+  if restore_from is not None and os.path.abspath(restore_from) != os.path.abspath(workdir):
+    source = tf.train.CheckpointManager(ckpt, os.path.join(restore_from, "checkpoints"), max_to_keep=keep)
   skipped = []
-  for path in reversed(manager.checkpoints):
+  for path in reversed(source.checkpoints):
     try:
       ckpt.restore(path).assert_existing_objects_matched()
     except (AssertionError, ValueError) as e:
@@ -584,10 +690,23 @@ def _restore(workdir: str, models: _Models, *, keep: int) -> _RunState:
     break
   else:
     if skipped:
-      raise RuntimeError(f"No checkpoint in {manager.directory} loads: " + "; ".join(
+      raise RuntimeError(f"No checkpoint in {source.directory} loads: " + "; ".join(
           f"{os.path.basename(p)}: {type(e).__name__}: {str(e).splitlines()[0][:120]}" for p, e in skipped)
           + ". Move the folder away to start over, or restore a backup.")
   return _RunState(ckpt, manager, best_manager, step_var, best_fid)
+
+
+def _mask_check(strategy: tf.distribute.Strategy, models: _Models) -> Optional[Callable[[Any], None]]:
+  """After each Re-GAN event, a collective check that every worker holds the same masks."""
+  if models.controller is None:
+    return None
+  masks = [t.mask for t in models.controller.tensors]
+
+  def check(event) -> None:
+    cluster_lib.check_agreement(strategy, f"Re-GAN's masks after the {event.kind} at step {event.step} "
+                                "(kept entries, sum of their positions)", cluster_lib.mask_digest(masks))
+
+  return check
 
 
 def _finite_check(models: _Models) -> Callable[[], bool]:
@@ -707,8 +826,13 @@ def _write_config(workdir: str, writer: tf.summary.SummaryWriter, text: str, ste
 
 
 def _make_cursor(spec: RunSpec, models: _Models, strategy: tf.distribute.Strategy,
-                 images: data_lib.ImageData, use_jit: bool, start_step: int):
-  """The cursor handing the loop each step's compiled step, data and sampler."""
+                 images: data_lib.ImageData, use_jit: bool, start_step: int, *, multi_worker: bool = False):
+  """The cursor handing the loop each step's compiled step, data and sampler.
+
+  With several workers each reads only its replicas' rows of every global
+  batch (``regan_tf.cluster.distribute_pipeline``), the rows a one-process
+  run with as many replicas would give them.
+  """
   opt, reg, seed = spec.optimization, spec.regularization, spec.runtime.seed
   replicas = strategy.num_replicas_in_sync
   built: List[TrainStep] = []
@@ -729,7 +853,7 @@ def _make_cursor(spec: RunSpec, models: _Models, strategy: tf.distribute.Strateg
   def make_iterator(batch: int, data_seed: int, start_batch: int):
     pipeline = data_lib.make_pipeline(images, global_batch_size=batch, seed=data_seed,
                                       start_batch=start_batch, random_flip=spec.data.random_flip)
-    return iter(strategy.experimental_distribute_dataset(pipeline))
+    return iter(cluster_lib.distribute_pipeline(strategy, pipeline, multi_worker=multi_worker))
 
   if models.growing is not None:
     return progressive_lib.GrowthCursor(models.growing, generator=models.generator, sampler_all=models.sampler,
@@ -743,13 +867,13 @@ def _make_cursor(spec: RunSpec, models: _Models, strategy: tf.distribute.Strateg
 
 def _make_hooks(spec: RunSpec, models: _Models, state: _RunState, saver: hooks_lib.FiniteSaver, cursor,
                 run_flops: flops_lib.RunFlops, evaluator, writer, metrics: hooks_lib.Metrics, *, workdir: str,
-                train_steps: int) -> List[hooks_lib.Hook]:
-  """The periodic work, in the order it runs around each step."""
+                train_steps: int, check_masks: Optional[Callable[[Any], None]] = None) -> List[hooks_lib.Hook]:
+  """The periodic work, in the order it runs around each step (``check_masks``: see PhaseHook)."""
   cadence, opt = spec.cadence, spec.optimization
   record = hooks_lib.MetricsRecord(os.path.join(workdir, "metrics.jsonl"))
   hooks: List[hooks_lib.Hook] = []
   if models.controller is not None:
-    hooks.append(hooks_lib.PhaseHook(models.controller, models.g_optimizer, writer))
+    hooks.append(hooks_lib.PhaseHook(models.controller, models.g_optimizer, writer, after_event=check_masks))
   if cadence.profile_steps is not None:
     hooks.append(hooks_lib.ProfileHook(*cadence.profile_steps, logdir=workdir))
 

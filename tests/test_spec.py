@@ -94,7 +94,7 @@ def test_sngan_cifar_epoch_is_16_g_steps_under_loader_counting():
     (dict(train_steps=1, subset_rule="firsts"), "rule must be one of"),
     (dict(train_steps=1, diffaugment="colour"), "unknown transform 'colour'"),
     (dict(train_steps=1, eval_reference="test"), "eval_reference must be 'full' or 'train'"),
-    (dict(train_steps=1, strategy="tpu"), "strategy must be one of 'auto'"),
+    (dict(train_steps=1, strategy="parameter_server"), "strategy must be one of 'auto'"),
     (dict(train_steps=1, jit_compile="yes"), "jit_compile must be True, False or 'auto'"),
     (dict(train_steps=1, seed=-2), "seed must be an integer >= 0"),
     (dict(train_steps=1, precision="bfloat16"), "precision must be one of 'float32', 'mixed_bfloat16'"),

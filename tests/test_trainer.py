@@ -119,7 +119,7 @@ def test_two_cpu_replicas_train_and_fall_back_from_xla(tmp_path):
 
 def test_make_strategy_rejects_unknown_kind():
   with pytest.raises(ValueError, match="strategy must be one of"):
-    trainer.make_strategy("tpu")
+    trainer.make_strategy("parameter_server")
 
 
 def test_resolve_jit_compile_auto_is_off_on_cpu():
