@@ -255,3 +255,9 @@ def test_a_run_with_evaluation_exports_its_best_checkpoint_too(tmp_path, cache_d
   assert best.path == str(tmp_path / "best" / "export")
   if best_step != 4:  # different weights, different images
     assert not np.allclose(last.sample(range(4)), best.sample(range(4)), atol=1e-4)
+
+
+def test_regan_sample_help_lists_the_flags_and_how_truncation_works():
+  proc = _sample_cli("--help", timeout=60)  # (absl's --help exits with status 1)
+  for text in ("--seeds", "--trunc", "--interpolate", "--which", "w_avg + psi (w - w_avg)", "psi z"):
+    assert text in proc.stdout, text

@@ -70,10 +70,13 @@ def main(argv):
   del argv
   # Every check before TensorFlow loads.
   try:
-    export_dir = sampling_lib.resolve_export(FLAGS.export_dir or "", FLAGS.which)
     seeds = sampling_lib.parse_seeds(FLAGS.seeds) if FLAGS.seeds is not None else None
   except ValueError as e:
-    return _error(f"--export_dir / --seeds: {e}")
+    return _error(f"--seeds: {e}")
+  try:
+    export_dir = sampling_lib.resolve_export(FLAGS.export_dir or "", FLAGS.which)
+  except ValueError as e:
+    return _error(f"--export_dir={FLAGS.export_dir!r}, --which={FLAGS.which}: {e}")
   if seeds is None and FLAGS.num < 1:
     return _error(f"--num must be >= 1, got {FLAGS.num}.")
   if not math.isfinite(FLAGS.trunc):
@@ -114,6 +117,13 @@ def main(argv):
 
 def run() -> None:
   """Entry point of ``regan-sample`` (and ``python tools/sample.py``)."""
+  # absl's --help shows the __main__ module's docstring and key flags; __main__ is the console script or
+  # tools/sample.py, so lend them this module's (the flag docs say how truncation works).
+  main_module = sys.modules.get("__main__")
+  if main_module is not None and main_module.__name__ != __name__:
+    main_module.__doc__ = __doc__
+  for flag in FLAGS.get_flags_for_module(__name__):
+    FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   app.run(lambda argv: sys.exit(cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback)))
 
 
