@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 # The Keras-facing API (regan_tf.pruning.keras_api), imported on first use so
 # that `import regan_tf` stays free of TensorFlow (PEP 562).
 _KERAS_API = ("prune_regrow", "ReganCallback", "strip", "controller_of")
-__all__ = list(_KERAS_API)
+__all__ = list(_KERAS_API) + ["load"]
 
 
 def __getattr__(name):
@@ -43,3 +43,12 @@ def __getattr__(name):
 
 def __dir__():
   return sorted(list(globals()) + list(_KERAS_API))
+
+
+def load(path, which="export", **kwargs):
+  """A sampler for a run folder or an export folder: ``regan_tf.load(run_dir).sample(seeds=range(16))``.
+
+  See :func:`regan_tf.sampling.load` (imported on call: the package itself loads no TensorFlow).
+  """
+  from regan_tf import sampling  # pylint: disable=g-import-not-at-top
+  return sampling.load(path, which=which, **kwargs)

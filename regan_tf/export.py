@@ -8,6 +8,20 @@ that never imports tf_keras or TFMOT can sample from it:
     images = sampler.signatures["serving_default"](z=tf.random.normal([16, z_dim]))["images"]
     # or: images = sampler.sample(z)   -> float32 [N, H, W, C] in [-1, 1]
 
+A second signature, ``truncated``, takes ``z`` and a scalar ``psi`` and applies
+the truncation trick (psi = 1: none, 0: every latent at the centre):
+
+    images = sampler.signatures["truncated"](z=z, psi=tf.constant(0.7))["images"]
+    # or: images = sampler.sample_truncated(z, 0.7)
+
+For StyleGAN2 (a generator with nested ``mapping`` / ``synthesis`` models) it
+truncates in w space, ``w' = w_avg + psi * (w - w_avg)`` on every layer's
+latent, around the average w the generator tracked while training (exported as
+the variable ``w_avg``; a generator built without tracking gets the mean of w
+over 4096 sampled z instead). Other architectures truncate z by scaling it
+towards its mean 0, ``z' = psi * z`` (the same formula with the mean of z). The
+metadata's ``truncation`` says which (``"w"`` or ``"z"``).
+
 ``regan_tf_export.json`` beside ``saved_model.pb`` records z_dim, image size,
 channels, the training step and, for Re-GAN, the sparsity of each pruned
 tensor. The write is atomic: the SavedModel is written to a temporary
@@ -23,8 +37,18 @@ import shutil
 from typing import Any, Dict, Optional
 
 from regan_tf.compat import keras, tf
+from regan_tf.models import stylegan2 as stylegan2_lib
 
 METADATA_FILE = "regan_tf_export.json"
+
+
+def truncation_space(generator: keras.Model) -> str:
+  """``"w"`` for a StyleGAN2 generator (nested mapping and synthesis), else ``"z"``."""
+  try:
+    stylegan2_lib.mapping_and_synthesis(generator)
+  except ValueError:
+    return "z"
+  return "w"
 
 
 class _Sampler(tf.Module):
@@ -42,12 +66,38 @@ class _Sampler(tf.Module):
       return tf.cast(generator(z, training=False), tf.float32)
 
     self.sample = sample
+    self.truncation = truncation_space(generator)
+    if self.truncation == "w":
+      mapping, synthesis = stylegan2_lib.mapping_and_synthesis(generator)
+      num_ws = int(synthesis.input_shape[1])
+      w_avg = stylegan2_lib.tracked_w_avg(generator)
+      if w_avg is None:  # built with w_avg_beta=None: rosinality's sampled mean instead
+        w_avg = tf.Variable(stylegan2_lib.average_w(mapping, z_dim=z_dim), trainable=False, name="w_avg")
+      self.w_avg = w_avg
+
+      def truncated(z, psi):
+        w = tf.cast(mapping(z, training=False), tf.float32)
+        ws = stylegan2_lib.broadcast_w(stylegan2_lib.truncate(w, w_avg, psi), num_ws)
+        return tf.cast(synthesis(ws, training=False), tf.float32)
+    else:
+      def truncated(z, psi):
+        return tf.cast(generator(psi * z, training=False), tf.float32)
+
+    truncated_signature = [tf.TensorSpec([None, z_dim], tf.float32, name="z"),
+                           tf.TensorSpec([], tf.float32, name="psi")]
+    self.sample_truncated = tf.function(truncated, input_signature=truncated_signature)
 
     @tf.function(input_signature=[tf.TensorSpec([None, z_dim], tf.float32, name="z")])
     def serve(z):
       return {"images": sample(z)}
 
     self.serve = serve
+
+    @tf.function(input_signature=truncated_signature)
+    def serve_truncated(z, psi):
+      return {"images": self.sample_truncated(z, psi)}
+
+    self.serve_truncated = serve_truncated
 
 
 def export_generator(generator: keras.Model, export_dir: str, *, z_dim: int,
@@ -72,10 +122,16 @@ def export_generator(generator: keras.Model, export_dir: str, *, z_dim: int,
   shutil.rmtree(tmp, ignore_errors=True)
   try:
     sampler = _Sampler(generator, z_dim)
-    tf.saved_model.save(sampler, tmp, signatures={"serving_default": sampler.serve})
+    tf.saved_model.save(sampler, tmp, signatures={"serving_default": sampler.serve,
+                                                  "truncated": sampler.serve_truncated})
     meta = dict(metadata or {})
     meta.setdefault("z_dim", z_dim)
-    meta["signature"] = {"inputs": {"z": [None, z_dim]}, "outputs": {"images": "float32 [-1, 1]"}}
+    images = "float32 [-1, 1]"
+    meta["signature"] = {"inputs": {"z": [None, z_dim]}, "outputs": {"images": images}}
+    meta["signatures"] = {
+        "serving_default": meta["signature"],
+        "truncated": {"inputs": {"z": [None, z_dim], "psi": []}, "outputs": {"images": images}}}
+    meta["truncation"] = sampler.truncation
     with open(os.path.join(tmp, METADATA_FILE), "w") as f:
       json.dump(meta, f, indent=2, sort_keys=True)
     if os.path.exists(export_dir):

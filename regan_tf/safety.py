@@ -144,13 +144,14 @@ class WorkdirLock:
 
 
 def remove_stale_temporaries(workdir: str) -> List[str]:
-  """Removes ``export.tmp-*`` folders and ``*.tmp-<pid>`` files a killed writer left.
+  """Removes ``export.tmp-*`` folders and ``*.tmp-<pid>`` files a killed writer left (also in ``best/``).
 
   Call with the :class:`WorkdirLock` held: no live process of this run is
   writing them then. Returns the removed paths.
   """
   removed = []
-  for path in glob.glob(os.path.join(workdir, "*.tmp-*")):
+  paths = glob.glob(os.path.join(workdir, "*.tmp-*")) + glob.glob(os.path.join(workdir, "best", "*.tmp-*"))
+  for path in paths:
     if not re.search(r"\.tmp-\d+$", path):
       continue
     if os.path.isdir(path):

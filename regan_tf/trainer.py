@@ -927,22 +927,41 @@ def _warn_if_not_grown(growing: progressive_lib.GrowingRun, step: int, image_siz
 
 def _export(spec: RunSpec, models: _Models, state: _RunState, cursor, images: data_lib.ImageData,
             step: int, workdir: str) -> str:
-  """Writes the sampler (pruning stripped) as a SavedModel in ``workdir/export``; returns the path."""
-  growing, controller = models.growing, models.controller
-  sampler = cursor.sampler
-  if spec.cadence.export_best and state.best_manager.latest_checkpoint:
-    state.checkpoint.restore(state.best_manager.latest_checkpoint).assert_existing_objects_matched()
-    logging.info("Exporting the best checkpoint by FID: %s (step %d, FID %.4f).",
-                 state.best_manager.latest_checkpoint, int(state.step_var.numpy()), float(state.best_fid.numpy()))
-    if controller is not None:
-      controller.resync()
-    sampler = cursor.select_sampler(int(state.step_var.numpy()))
-  elif sampler is None:
-    sampler = cursor.select_sampler(step)  # a growing run that trained nothing now: the checkpoint's stage
+  """Writes the sampler (pruning stripped) as a SavedModel in ``workdir/export``; returns the path.
+
+  When the run kept a best-FID checkpoint, that checkpoint's sampler is also
+  exported to ``workdir/best/export`` (``regan_tf.load(run, which='best')``);
+  with ``export_best`` it is the one in ``export/`` too. Restoring it replaces
+  the live weights, so it comes last.
+  """
   export_dir = os.path.join(workdir, "export")
+  best_checkpoint = state.best_manager.latest_checkpoint
+  if not (spec.cadence.export_best and best_checkpoint):
+    sampler = cursor.sampler
+    if sampler is None:
+      sampler = cursor.select_sampler(step)  # a growing run that trained nothing now: the checkpoint's stage
+    _write_export(spec, models, state, sampler, images, step, export_dir)
+  if best_checkpoint:
+    state.checkpoint.restore(best_checkpoint).assert_existing_objects_matched()
+    best_step = int(state.step_var.numpy())
+    logging.info("Exporting the best checkpoint by FID: %s (step %d, FID %.4f).", best_checkpoint, best_step,
+                 float(state.best_fid.numpy()))
+    if models.controller is not None:
+      models.controller.resync()
+    sampler = cursor.select_sampler(best_step)
+    _write_export(spec, models, state, sampler, images, best_step, os.path.join(workdir, "best", "export"))
+    if spec.cadence.export_best:
+      _write_export(spec, models, state, sampler, images, best_step, export_dir)
+  return export_dir
+
+
+def _write_export(spec: RunSpec, models: _Models, state: _RunState, sampler: keras.Model,
+                  images: data_lib.ImageData, step: int, export_dir: str) -> None:
+  """Strips ``sampler`` (trained ``step`` steps) and exports it with the run's metadata to ``export_dir``."""
+  growing, controller = models.growing, models.controller
   exported = pruning_strip(sampler) if controller is not None else sampler
   opt = spec.optimization
-  metadata = dict(step=int(state.step_var.numpy()) if spec.cadence.export_best else step, z_dim=opt.z_dim,
+  metadata = dict(step=step, z_dim=opt.z_dim,
                   image_size=images.image_size, channels=images.channels, dataset=images.name, loss=opt.loss,
                   method="regan" if controller is not None else "dense", ema=models.ema is not None,
                   diffaugment=",".join(spec.data.diffaugment), apa=models.apa is not None)
@@ -962,7 +981,6 @@ def _export(spec: RunSpec, models: _Models, state: _RunState, cursor, images: da
         "phase_at_export": None if controller.phase is None else int(controller.phase)}
   export_lib.export_generator(exported, export_dir, z_dim=opt.z_dim, metadata=metadata)
   logging.info("Exported the generator to %s.", export_dir)
-  return export_dir
 
 
 def _count_variables(variables: Sequence[tf.Variable]) -> int:

@@ -89,7 +89,7 @@ def test_cifar_config_parameter_counts():
   gan = stylegan2.build(image_size=32)  # about 5 s on 2 CPU cores
   assert (_count(gan.generator), _count(gan.discriminator)) == (19_947_539, 21_507_073)
   assert gan.z_dim == 512
-  assert len(gan.generator.get_layer("mapping").layers) == 2 + 2  # input, pixel norm, 2 dense
+  assert len(gan.generator.get_layer("mapping").layers) == 2 + 2 + 1  # input, pixel norm, 2 dense, w_avg
 
 
 @pytest.mark.slow
@@ -100,7 +100,7 @@ def test_cifar_config_parameter_counts():
 def test_256_parameter_counts(kwargs, counts):
   gan = stylegan2.build(image_size=256, **kwargs)  # about 10 s each on 2 CPU cores
   assert (_count(gan.generator), _count(gan.discriminator)) == counts
-  assert len(gan.generator.get_layer("mapping").layers) == 2 + 8
+  assert len(gan.generator.get_layer("mapping").layers) == 2 + 8 + 1
 
 
 @pytest.mark.parametrize("architecture", ["resnet", "orig"])
@@ -130,12 +130,30 @@ def test_inference_output_is_the_training_output_clipped():
                              atol=1e-6)
 
 
+def test_w_avg_is_the_moving_average_of_training_ws_only(tiny):
+  g = stylegan2.build(**TINY, w_avg_beta=0.9).generator
+  mapping, _ = stylegan2.mapping_and_synthesis(g)
+  w_avg = stylegan2.tracked_w_avg(g)
+  assert not w_avg.trainable and np.all(w_avg.numpy() == 0)
+  z1, z2 = (tf.random.stateless_normal([4, Z_DIM], seed=(s, 0)) for s in (1, 2))
+  g(z1, training=False)
+  assert np.all(w_avg.numpy() == 0)  # inference leaves it alone
+  g(z1, training=True)
+  mapping(z2, training=True)  # style mixing and path length call the mapping network directly
+  mean1, mean2 = (np.mean(mapping(z, training=False).numpy(), axis=0) for z in (z1, z2))
+  np.testing.assert_allclose(w_avg.numpy(), 0.9 * (0.1 * mean1) + 0.1 * mean2, rtol=1e-5, atol=1e-7)
+  # Clones (the EMA model, the pruned generator) rebuild it with its beta.
+  clone = keras.models.clone_model(g)
+  layer = clone.get_layer("mapping").get_layer("mapping_w_avg")
+  assert layer.beta == 0.9 and stylegan2.tracked_w_avg(clone) is layer.w_avg
+
+
 def test_layer_names_and_structure(tiny):
   g = tiny.generator
   assert g._is_graph_network and tiny.discriminator._is_graph_network
   assert [layer.name for layer in g.layers] == ["z", "mapping", "broadcast_ws", "synthesis"]
   mapping, synthesis = stylegan2.mapping_and_synthesis(g)
-  assert [layer.name for layer in mapping.layers[2:]] == ["mapping_dense0", "mapping_dense1"]
+  assert [layer.name for layer in mapping.layers[2:]] == ["mapping_dense0", "mapping_dense1", "mapping_w_avg"]
   names = [layer.name for layer in synthesis.layers]
   assert len(names) == len(set(names))
   expected = ["b4_const", "b4_conv", "b4_conv_affine", "b4_torgb", "b4_torgb_affine"]

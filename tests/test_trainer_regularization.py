@@ -83,6 +83,7 @@ def test_regularized_resume_equals_uninterrupted(tmp_path):
   run(tmp_path / "resumed", train_steps=3)
   run(tmp_path / "resumed", train_steps=5)
   a, b = _generator_weights(tmp_path / "straight"), _generator_weights(tmp_path / "resumed")
+  assert any("w_avg" in name for name in a)  # StyleGAN2's running average of w is checkpointed
   for name in a:
     np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
   reader_a = tf.train.load_checkpoint(os.path.join(str(tmp_path / "straight"), "checkpoints"))

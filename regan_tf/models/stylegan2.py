@@ -157,8 +157,10 @@ noise buffers N(0, 1).
 
 Deviations from the references besides the inference noise and output clip
 above (neither changes the training-time function): non-fused modulation
-(exact); truncation uses :func:`average_w`, a sampled mean of w (rosinality's
-``mean_latent``), instead of ada's running ``w_avg`` buffer; no ``conv_clamp``
+(exact); the running ``w_avg`` (ada's buffer, :class:`TrackAverageW` at the
+end of the mapping network) is also updated by style mixing's second latent;
+:func:`average_w` (rosinality's sampled ``mean_latent``) stands in for a
+generator built with ``w_avg_beta=None``; no ``conv_clamp``
 or fp16 channel tricks (ada's speed options); under mixed precision the
 mapping, style affines, ToRGB, image path and D's 4x4 epilogue stay float32.
 The minibatch-stddev group is 4 (rosinality; ada uses 32 for 'cifar' and 8 for
@@ -192,6 +194,7 @@ __all__ = [
     "ModulatedConv2D",
     "StyleAffine",
     "ToRGB",
+    "TrackAverageW",
     "UpsampleFIR",
     "average_w",
     "broadcast_w",
@@ -200,6 +203,7 @@ __all__ = [
     "mix_styles",
     "mixed_latents",
     "num_ws",
+    "tracked_w_avg",
     "truncate",
     "upsample_2d",
 ]
@@ -328,6 +332,57 @@ class StyleAffine(EqualizedDense):
 
   def get_config(self):
     return {**super().get_config(), "latent_index": self.latent_index}
+
+
+@_register
+class TrackAverageW(PrunableLayerMixin, keras.layers.Layer):
+  """Identity on w [B, w_dim] that tracks the moving average of w while training.
+
+  stylegan2-ada's ``w_avg`` buffer: on every training-mode call (``training``
+  True), ``w_avg <- beta * w_avg + (1 - beta) * mean_over_batch(w)`` with
+  ``beta = w_avg_beta`` (0.995 in the reference), starting from zeros. Every
+  training-mode pass of the mapping network counts (D steps, G step, path
+  length, and the second latent of style mixing, which ada skips: it is a draw
+  of the same distribution, so only the averaging window changes).
+  Inference calls read nothing and change nothing.
+
+  ``w_avg`` [w_dim] is a non-trainable weight of the generator, so the run's
+  checkpoint saves it, the generator EMA copies it (as ada copies buffers into
+  G_ema), and the export holds it: :func:`truncate` pulls latents towards it.
+  Under a distribution strategy it is mean-aggregated over replicas.
+  """
+
+  def __init__(self, beta: float = 0.995, **kwargs: Any):
+    super().__init__(**kwargs)
+    if (isinstance(beta, bool) or not isinstance(beta, (int, float))
+        or not 0.0 <= beta < 1.0):
+      raise ValueError(f"TrackAverageW: beta={beta!r} must be a number in [0, 1); pass 0.995 "
+                       "(stylegan2-ada's w_avg_beta).")
+    self.beta = float(beta)
+
+  def build(self, input_shape):
+    self.w_avg = self.add_weight(name="w_avg", shape=[int(input_shape[-1])], dtype="float32",
+                                 initializer="zeros", trainable=False,
+                                 aggregation=tf.VariableAggregation.MEAN)
+    super().build(input_shape)
+
+  def call(self, inputs: tf.Tensor, training: Any = None) -> tf.Tensor:
+    def update() -> tf.Tensor:
+      batch_mean = tf.stop_gradient(tf.reduce_mean(tf.cast(inputs, tf.float32), axis=0))
+      new = self.beta * self.w_avg + (1.0 - self.beta) * batch_mean
+      with tf.control_dependencies([self.w_avg.assign(new)]):
+        return tf.identity(inputs)
+
+    flag = _is_training(training)
+    if isinstance(flag, bool):
+      return update() if flag else inputs
+    return tf.cond(flag, update, lambda: tf.identity(inputs))
+
+  def compute_output_shape(self, input_shape):
+    return tf.TensorShape(input_shape)
+
+  def get_config(self):
+    return {**super().get_config(), "beta": self.beta}
 
 
 @_register
@@ -671,12 +726,14 @@ def _channels(resolution: int, channel_base: int, channel_max: int) -> int:
 
 
 def _mapping(z_dim: int, w_dim: int, num_layers: int, lr_multiplier: float,
-             prune_all: bool) -> keras.Model:
+             prune_all: bool, w_avg_beta: Optional[float]) -> keras.Model:
   z = keras.Input(shape=(z_dim,), dtype="float32", name="z")
   x = PixelNorm(dtype="float32", name="mapping_pixel_norm")(z)
   for i in range(num_layers):
     x = EqualizedDense(w_dim, activation="lrelu", lr_multiplier=lr_multiplier,
                        prune_all=prune_all, dtype="float32", name=f"mapping_dense{i}")(x)
+  if w_avg_beta is not None:
+    x = TrackAverageW(w_avg_beta, dtype="float32", name="mapping_w_avg")(x)
   return keras.Model(z, x, name="mapping")
 
 
@@ -720,8 +777,8 @@ def _synthesis(image_size: int, channels: int, w_dim: int, channel_base: int,
 
 def _generator(image_size: int, channels: int, z_dim: int, w_dim: int, mapping_layers: int,
                mapping_lr_multiplier: float, channel_base: int, channel_max: int, noise: str,
-               prune_all: bool) -> keras.Model:
-  mapping = _mapping(z_dim, w_dim, mapping_layers, mapping_lr_multiplier, prune_all)
+               prune_all: bool, w_avg_beta: Optional[float]) -> keras.Model:
+  mapping = _mapping(z_dim, w_dim, mapping_layers, mapping_lr_multiplier, prune_all, w_avg_beta)
   synthesis = _synthesis(image_size, channels, w_dim, channel_base, channel_max, noise,
                          prune_all)
   z = keras.Input(shape=(z_dim,), dtype="float32", name="z")
@@ -765,7 +822,7 @@ def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 512, w_dim: i
           mapping_layers: Optional[int] = None, mapping_lr_multiplier: float = 0.01,
           channel_base: int = 32768, channel_max: int = 512, mbstd_group_size: int = 4,
           d_architecture: str = "resnet", noise: str = "auto",
-          prune_all_weights: bool = False) -> GAN:
+          prune_all_weights: bool = False, w_avg_beta: Optional[float] = 0.995) -> GAN:
   """Builds the StyleGAN2 generator and discriminator (see the module docstring).
 
   Defaults: 32x32 is stylegan2-ada's 'cifar' network, 256x256 Re-GAN's
@@ -786,6 +843,11 @@ def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 512, w_dim: i
     noise: 'auto', 'random', 'const' or 'none' (see the module docstring).
     prune_all_weights: make every trainable G weight prunable, as Re-GAN's
       StyleGAN2 code prunes (default: connections only).
+    w_avg_beta: decay of the moving average of w tracked while training
+      (:class:`TrackAverageW`, the truncation trick's centre; 0.995 as
+      stylegan2-ada). None tracks nothing (the generator then has no
+      ``w_avg``, like StyleGAN2 checkpoints written before it existed: resume
+      those with ``models.stylegan2.w_avg_beta = None``).
 
   Returns:
     GAN with generator z [B, z_dim] -> images float32 [B, S, S, C] (in [-1, 1] at
@@ -817,9 +879,13 @@ def build(*, image_size: int = 32, channels: int = 3, z_dim: int = 512, w_dim: i
                      "pass 4 (rosinality) or a divisor of the batch size.")
   check_choice("stylegan2.build", "d_architecture", d_architecture, _D_ARCHITECTURES)
   check_choice("stylegan2.build", "noise", noise, _NOISE_MODES)
+  if w_avg_beta is not None and (isinstance(w_avg_beta, bool) or not isinstance(w_avg_beta, (int, float))
+                                 or not 0.0 <= w_avg_beta < 1.0):
+    raise ValueError(f"stylegan2.build: w_avg_beta={w_avg_beta!r} must be a number in [0, 1) or None; "
+                     "pass 0.995 (stylegan2-ada).")
   generator = _generator(image_size, channels, z_dim, w_dim, mapping_layers,
                          float(mapping_lr_multiplier), channel_base, channel_max, noise,
-                         bool(prune_all_weights))
+                         bool(prune_all_weights), None if w_avg_beta is None else float(w_avg_beta))
   discriminator = _discriminator(image_size, channels, channel_base, channel_max,
                                  mbstd_group_size, d_architecture)
   return GAN(generator=generator, discriminator=discriminator, z_dim=z_dim)
@@ -840,6 +906,20 @@ def mapping_and_synthesis(generator: keras.Model) -> Tuple[keras.Model, keras.Mo
     raise ValueError(f"generator {getattr(generator, 'name', generator)!r} has no nested "
                      "'mapping' and 'synthesis' models; pass a generator built by "
                      "regan_tf.models.stylegan2.build (or a clone of one).") from None
+
+
+def tracked_w_avg(generator: keras.Model) -> Optional[tf.Variable]:
+  """The generator's running average of w (:class:`TrackAverageW`), or None if it tracks none.
+
+  Works on the built generator and its pruned, stripped and EMA clones (a
+  pruning wrapper's inner layer is looked through).
+  """
+  mapping, _ = mapping_and_synthesis(generator)
+  for layer in mapping.layers:
+    layer = getattr(layer, "layer", layer)  # inside a pruning wrapper
+    if isinstance(layer, TrackAverageW):
+      return layer.w_avg
+  return None
 
 
 def broadcast_w(w: tf.Tensor, num_latents: int) -> tf.Tensor:
@@ -906,7 +986,7 @@ def truncate(ws: tf.Tensor, w_avg: tf.Tensor, psi: float,
   """The truncation trick: ``w_avg + psi * (ws - w_avg)`` for latents ``< cutoff``.
 
   Args:
-    ws: [B, num_ws, w_dim]; w_avg: [w_dim] (:func:`average_w`); psi: 1 = none.
+    ws: [B, num_ws, w_dim]; w_avg: [w_dim] (:func:`tracked_w_avg`, or :func:`average_w`); psi: 1 = none.
     cutoff: truncate only the first ``cutoff`` latents (None: all).
   """
   w_avg = tf.cast(w_avg, ws.dtype)
