@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import sys
 import traceback as traceback_lib
-from typing import Callable
+from typing import Callable, Sequence
 
 from regan_tf import safety
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USER_ERROR", "run_reporting_errors", "user_errors"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USER_ERROR", "run_command", "run_reporting_errors", "user_errors"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
 
@@ -66,3 +66,21 @@ def run_reporting_errors(main: Callable[[], int], *, show_traceback: bool = Fals
   except KeyboardInterrupt:
     print("error: interrupted; nothing saved since the last checkpoint.", file=sys.stderr)
     return 130
+
+
+def run_command(main: Callable[[Sequence[str]], int], *, flag_modules: Sequence[str]) -> None:
+  """Parses the flags, runs ``main(argv)`` and exits with its status (absl's ``app.run`` plus the help text).
+
+  absl's ``--help`` prints the ``__main__`` module's docstring and key flags. Run as a console script or
+  through ``tools/<name>.py``, ``__main__`` is that small wrapper, so the command's own module (the first
+  of ``flag_modules``) lends it its docstring, and the flags defined in ``flag_modules`` become key flags.
+  """
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  main_module = sys.modules.get("__main__")
+  if main_module is not None and main_module.__name__ != flag_modules[0]:
+    main_module.__doc__ = sys.modules[flag_modules[0]].__doc__
+    for name in flag_modules:
+      for flag in flags.FLAGS.get_flags_for_module(name):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+  app.run(lambda argv: sys.exit(main(argv)))

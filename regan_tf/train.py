@@ -246,7 +246,7 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-  app.run(lambda argv: sys.exit(main(argv)))
+  cli.run_command(main, flag_modules=[__name__])
 
 
 if __name__ == "__main__":

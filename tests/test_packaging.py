@@ -4,6 +4,8 @@ import configparser
 import os
 import time
 
+import pytest
+
 from conftest import REPO, run_python
 from regan_tf import train as train_main
 
@@ -46,3 +48,16 @@ def test_list_configs_prints_names_and_headers(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   line = next(l for l in proc.stdout.splitlines() if l.startswith("regan_digits.gin"))
   assert "main job" in line
+
+
+@pytest.mark.parametrize("command, flag", [
+    ("regan_tf.train", "--gin_file"), ("regan_tf.commands.sample", "--seeds"), ("regan_tf.commands.eval", "--num_samples"),
+    ("regan_tf.commands.eval", "--extractor"), ("regan_tf.commands.compare", "--seeds"),
+    ("regan_tf.commands.flops", "--gin_file"), ("regan_tf.commands.fid_stats", "--dataset")])
+def test_help_lists_the_commands_flags_through_a_console_script_wrapper(tmp_path, command, flag):
+  # A console script's __main__ is a small wrapper that calls run(); absl's --help shows __main__'s key flags.
+  wrapper = tmp_path / "regan-command"
+  wrapper.write_text(f"from {command} import run\nrun()\n")
+  proc = run_python([str(wrapper), "--help"], cwd=str(tmp_path), timeout=120)
+  assert proc.returncode == 1, proc.stderr[-2000:]  # absl's --help exits with 1
+  assert f"  {flag}:" in proc.stdout or f"  --[no]{flag[2:]}:" in proc.stdout, proc.stdout[-2000:]

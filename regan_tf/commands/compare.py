@@ -197,7 +197,8 @@ def main(argv: Sequence[str]) -> int:
 
 def run() -> None:
   """Entry point of ``regan-compare`` (and ``python tools/compare.py``)."""
-  app.run(lambda argv: sys.exit(cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback)))
+  cli.run_command(lambda argv: cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback),
+                  flag_modules=[__name__, "regan_tf.train"])
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import os
 import sys
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -96,7 +95,8 @@ def _run(export_dir: str) -> int:
 
 def run() -> None:
   """Entry point of ``regan-eval`` (and ``python tools/eval.py``)."""
-  app.run(lambda argv: sys.exit(cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback)))
+  cli.run_command(lambda argv: cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback),
+                  flag_modules=[__name__, "regan_tf.commands.fid_stats"])
 
 
 if __name__ == "__main__":

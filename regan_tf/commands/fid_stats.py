@@ -100,7 +100,8 @@ def _run() -> int:
 
 def run() -> None:
   """Entry point of ``regan-fid-stats`` (and ``python tools/fid_stats.py``)."""
-  app.run(lambda argv: sys.exit(cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback)))
+  cli.run_command(lambda argv: cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback),
+                  flag_modules=[__name__])
 
 
 if __name__ == "__main__":

@@ -207,7 +207,8 @@ def main(argv) -> int:
 
 def run() -> None:
   """Entry point of ``regan-flops`` (and ``python tools/flops.py``)."""
-  app.run(lambda argv: sys.exit(cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback)))
+  cli.run_command(lambda argv: cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback),
+                  flag_modules=[__name__, "regan_tf.train"])
 
 
 if __name__ == "__main__":

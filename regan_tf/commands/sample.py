@@ -31,7 +31,6 @@ import math
 import os
 import sys
 
-from absl import app
 from absl import flags
 
 # regan_tf.images needs only NumPy and Pillow; regan_tf.sampling's checks import no TensorFlow.
@@ -117,14 +116,8 @@ def main(argv):
 
 def run() -> None:
   """Entry point of ``regan-sample`` (and ``python tools/sample.py``)."""
-  # absl's --help shows the __main__ module's docstring and key flags; __main__ is the console script or
-  # tools/sample.py, so lend them this module's (the flag docs say how truncation works).
-  main_module = sys.modules.get("__main__")
-  if main_module is not None and main_module.__name__ != __name__:
-    main_module.__doc__ = __doc__
-  for flag in FLAGS.get_flags_for_module(__name__):
-    FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-  app.run(lambda argv: sys.exit(cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback)))
+  cli.run_command(lambda argv: cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback),
+                  flag_modules=[__name__])
 
 
 if __name__ == "__main__":
