@@ -40,13 +40,15 @@ def test_wheel_installs_commands_that_work_from_an_empty_folder(tmp_path):
                   cwd=str(tmp_path), env={}).stdout.strip()
   with open(os.path.join(new_site, "borrowed_dependencies.pth"), "w") as f:
     f.write(sysconfig.get_paths()["purelib"] + "\n")
-  install = _run([sys.executable, "-m", "pip", "--python", venv_python, "install", "--no-deps", "-q", wheel],
-                 cwd=str(tmp_path), env=dict(os.environ))
+  # Without PYTHONPATH (a checkout on it would make pip see regan_tf as installed already).
+  clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+  install = _run([sys.executable, "-m", "pip", "--python", venv_python, "install", "--no-deps", "--ignore-installed",
+                  "-q", wheel], cwd=str(tmp_path), env=clean_env)
   assert install.returncode == 0, install.stderr[-3000:]
 
   home = tmp_path / "empty"
   home.mkdir()
-  env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+  env = dict(clean_env)
   env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", CUDA_VISIBLE_DEVICES="")
   where = _run([venv_python, "-c", "import regan_tf; print(regan_tf.__file__)"], cwd=str(home), env=env)
   assert where.stdout.strip().startswith(new_site), (where.stdout, where.stderr[-2000:])
