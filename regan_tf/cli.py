@@ -68,8 +68,12 @@ def run_reporting_errors(main: Callable[[], int], *, show_traceback: bool = Fals
     return 130
 
 
-def run_command(main: Callable[[Sequence[str]], int], *, flag_modules: Sequence[str]) -> None:
+def run_command(main: Callable[[Sequence[str]], int], *, flag_modules: Sequence[str],
+                report_errors: bool = True) -> None:
   """Parses the flags, runs ``main(argv)`` and exits with its status (absl's ``app.run`` plus the help text).
+
+  With ``report_errors``, ``main``'s failures become the exit statuses above (its module's ``--traceback``
+  flag shows the trace); a ``main`` that reports its own errors passes False.
 
   absl's ``--help`` prints the ``__main__`` module's docstring and key flags. Run as a console script or
   through ``tools/<name>.py``, ``__main__`` is that small wrapper, so the command's own module (the first
@@ -83,4 +87,8 @@ def run_command(main: Callable[[Sequence[str]], int], *, flag_modules: Sequence[
     for name in flag_modules:
       for flag in flags.FLAGS.get_flags_for_module(name):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-  app.run(lambda argv: sys.exit(main(argv)))
+
+  def reporting_main(argv: Sequence[str]) -> int:
+    return run_reporting_errors(lambda: main(argv), show_traceback=flags.FLAGS.traceback)
+
+  app.run(lambda argv: sys.exit((reporting_main if report_errors else main)(argv)))

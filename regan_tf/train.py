@@ -246,7 +246,7 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-  cli.run_command(main, flag_modules=[__name__])
+  cli.run_command(main, flag_modules=[__name__], report_errors=False)  # main reports its own
 
 
 if __name__ == "__main__":

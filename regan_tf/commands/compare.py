@@ -197,8 +197,7 @@ def main(argv: Sequence[str]) -> int:
 
 def run() -> None:
   """Entry point of ``regan-compare`` (and ``python tools/compare.py``)."""
-  cli.run_command(lambda argv: cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback),
-                  flag_modules=[__name__, "regan_tf.train"])
+  cli.run_command(main, flag_modules=[__name__, "regan_tf.train"])
 
 
 if __name__ == "__main__":

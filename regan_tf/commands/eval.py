@@ -95,8 +95,7 @@ def _run(export_dir: str) -> int:
 
 def run() -> None:
   """Entry point of ``regan-eval`` (and ``python tools/eval.py``)."""
-  cli.run_command(lambda argv: cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback),
-                  flag_modules=[__name__, "regan_tf.commands.fid_stats"])
+  cli.run_command(main, flag_modules=[__name__, "regan_tf.commands.fid_stats"])
 
 
 if __name__ == "__main__":

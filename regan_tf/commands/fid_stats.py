@@ -100,8 +100,7 @@ def _run() -> int:
 
 def run() -> None:
   """Entry point of ``regan-fid-stats`` (and ``python tools/fid_stats.py``)."""
-  cli.run_command(lambda argv: cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback),
-                  flag_modules=[__name__])
+  cli.run_command(main, flag_modules=[__name__])
 
 
 if __name__ == "__main__":

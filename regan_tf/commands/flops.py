@@ -207,8 +207,7 @@ def main(argv) -> int:
 
 def run() -> None:
   """Entry point of ``regan-flops`` (and ``python tools/flops.py``)."""
-  cli.run_command(lambda argv: cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback),
-                  flag_modules=[__name__, "regan_tf.train"])
+  cli.run_command(main, flag_modules=[__name__, "regan_tf.train"])
 
 
 if __name__ == "__main__":

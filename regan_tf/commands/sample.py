@@ -116,8 +116,7 @@ def main(argv):
 
 def run() -> None:
   """Entry point of ``regan-sample`` (and ``python tools/sample.py``)."""
-  cli.run_command(lambda argv: cli.run_reporting_errors(lambda: main(argv), show_traceback=FLAGS.traceback),
-                  flag_modules=[__name__])
+  cli.run_command(main, flag_modules=[__name__])
 
 
 if __name__ == "__main__":
