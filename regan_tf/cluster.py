@@ -24,7 +24,7 @@ to it:
   checkpoint) fail with a message instead of training silently apart.
 
 Hand-written here: only the role (TensorFlow's resolver offers no "is this
-the chief" before the strategy exists), the agreement check and a TCP probe of
+the chief" before the strategy exists), the agreement check and a TCP probe (regan_tf.netcheck) of
 a ``grpc://`` TPU address (TensorFlow retries one where nothing listens
 without end); transport,
 all-reduce, data sharding, health checks and TPU set-up are TensorFlow's.
@@ -35,11 +35,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 from typing import Optional, Sequence
 
 from absl import logging
 
+from regan_tf import netcheck
 from regan_tf.compat import tf
 
 __all__ = ["WorkerRole", "check_agreement", "distribute_pipeline", "mask_digest", "multi_worker_strategy",
@@ -140,12 +140,10 @@ def _check_listening(address: str, timeout: float = 10.0) -> None:
   if not host or not port.isdigit():
     raise RuntimeError(f"train.tpu = {address!r} is not a grpc://host:port address; give e.g. "
                        "'grpc://10.0.0.2:8470', a TPU name, or 'local' on a TPU VM.")
-  try:
-    socket.create_connection((host, int(port)), timeout=timeout).close()
-  except OSError as e:
-    raise RuntimeError(f"train.tpu = {address!r}: nothing accepts connections there ({e}); check the TPU's "
-                       "address and that it is running, or use train.strategy = 'auto' on a machine without a "
-                       "TPU.") from None
+  if netcheck.unreachable_hosts([(host, int(port))], timeout):
+    raise RuntimeError(f"train.tpu = {address!r}: nothing accepts connections there within {timeout:g} s; check "
+                       "the TPU's address and that it is running, or use train.strategy = 'auto' on a machine "
+                       "without a TPU.")
 
 
 # ----------------------------------------------------------------------------
