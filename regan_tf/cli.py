@@ -99,15 +99,17 @@ def run_command(main: Callable[[Sequence[str]], int], *, flag_modules: Sequence[
       print(f"error: {' '.join(str(e).split())} (--help lists the flags)", file=sys.stderr)
       sys.exit(EXIT_USER_ERROR)
 
-  def reporting_main(argv: Sequence[str]) -> int:
-    return run_reporting_errors(lambda: main(argv), show_traceback=flags.FLAGS.traceback)
-
   def checked_main(argv: Sequence[str]) -> int:
     # absl answers a UsageError (stray arguments, a missing flag) with the whole help text and exit 1.
+    # Caught here, before run_reporting_errors, whose error types would load TensorFlow.
     try:
-      return (reporting_main if report_errors else main)(argv)
+      return main(argv)
     except app.UsageError as e:
       print(f"error: {e} (--help lists the flags)", file=sys.stderr)
       return EXIT_USER_ERROR
 
-  app.run(lambda argv: sys.exit(checked_main(argv)), flags_parser=parse_flags)
+  def reporting_main(argv: Sequence[str]) -> int:
+    return run_reporting_errors(lambda: checked_main(argv), show_traceback=flags.FLAGS.traceback)
+
+  app.run(lambda argv: sys.exit((reporting_main if report_errors else checked_main)(argv)),
+          flags_parser=parse_flags)
