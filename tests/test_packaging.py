@@ -79,3 +79,9 @@ def test_argument_errors_exit_2_with_one_line(tmp_path, command, args):
   if command != "regan_tf.commands.compare":  # compare's import loads TensorFlow, which logs its own lines
     assert proc.stderr.strip() == errors[0], proc.stderr[-2000:]
   assert not (tmp_path / "runs").exists()
+
+
+def test_train_cifar_classifier_without_data_dir_is_one_line_with_exit_2(tmp_path):
+  proc = run_python([os.path.join(REPO, "tools", "train_cifar_classifier.py")], cwd=str(tmp_path), timeout=120)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.strip().startswith("error: --data_dir is required") and len(proc.stderr.strip().splitlines()) == 1
