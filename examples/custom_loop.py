@@ -1,7 +1,7 @@
 r"""Re-GAN in a custom tf.GradientTape training loop: a small GAN on scikit-learn's digits.
 
     python examples/custom_loop.py                             # 1,200 generator updates, ~1-2 min on 2 CPU cores
-    python examples/custom_loop.py --steps=6 --warmup=2 --g=2  # a few steps (what the tests run)
+    python examples/custom_loop.py --steps=6 --warmup=2 --g=2  # a few steps (tests/test_keras_api.py runs --steps=4 --warmup=1 --g=1, batch 8)
 
 The loop calls the Re-GAN controller's three hooks itself (lines marked ``# Re-GAN``):
 ``before_g_step`` on the host before every generator update (phase changes, masks,

@@ -1,7 +1,7 @@
 r"""Re-GAN on a Keras GAN trained with Model.fit: a DCGAN on scikit-learn's digits.
 
     python examples/keras_fit_dcgan.py                       # 1,200 generator updates, ~2 min on 2 CPU cores
-    python examples/keras_fit_dcgan.py --steps=6 --warmup=2 --g=2   # a few steps (what the tests run)
+    python examples/keras_fit_dcgan.py --steps=6 --warmup=2 --g=2   # a few steps (tests/test_keras_api.py runs --steps=4 --warmup=1 --g=1, batch 8)
     python examples/keras_fit_dcgan.py --out=runs/fit_dcgan  # also writes samples.png and generator.keras there
 
 The GAN is written the way the keras.io DCGAN tutorial writes one: a ``keras.Model``

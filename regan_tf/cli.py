@@ -5,7 +5,7 @@ Exit statuses (``regan_tf.train`` and the tools):
 - 0: done.
 - 1: training failed (non-finite values, a divergence stop), or a bug: the
   traceback is printed.
-- 2: a bad configuration, input or environment (a typo, a missing file, an
+- 2: a bad flag or argument, configuration, input or environment (a typo, a missing file, an
   unreachable dataset, a run directory in use, a full or read-only disk): one
   line naming the fix; ``--traceback`` prints the trace too.
 - 128 + N: stopped by signal N after saving a checkpoint (130 for Ctrl-C,
@@ -75,6 +75,9 @@ def run_command(main: Callable[[Sequence[str]], int], *, flag_modules: Sequence[
   With ``report_errors``, ``main``'s failures become the exit statuses above (its module's ``--traceback``
   flag shows the trace); a ``main`` that reports its own errors passes False.
 
+  A flag absl cannot parse (unknown, or a bad value) and a ``UsageError`` from ``main`` (stray arguments)
+  exit with 2 and one line, like every other user error (absl alone prints the help text and exits with 1).
+
   absl's ``--help`` prints the ``__main__`` module's docstring and key flags. Run as a console script or
   through ``tools/<name>.py``, ``__main__`` is that small wrapper, so the command's own module (the first
   of ``flag_modules``) lends it its docstring, and the flags defined in ``flag_modules`` become key flags.
@@ -88,7 +91,25 @@ def run_command(main: Callable[[Sequence[str]], int], *, flag_modules: Sequence[
       for flag in flags.FLAGS.get_flags_for_module(name):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
-  def reporting_main(argv: Sequence[str]) -> int:
-    return run_reporting_errors(lambda: main(argv), show_traceback=flags.FLAGS.traceback)
+  def parse_flags(argv: Sequence[str]) -> Sequence[str]:
+    # absl's own parser prints "FATAL Flags parsing error" and exits with 1; a flag error is the user's (2).
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      print(f"error: {' '.join(str(e).split())} (--help lists the flags)", file=sys.stderr)
+      sys.exit(EXIT_USER_ERROR)
 
-  app.run(lambda argv: sys.exit((reporting_main if report_errors else main)(argv)))
+  def checked_main(argv: Sequence[str]) -> int:
+    # absl answers a UsageError (stray arguments, a missing flag) with the whole help text and exit 1.
+    # Caught here, before run_reporting_errors, whose error types would load TensorFlow.
+    try:
+      return main(argv)
+    except app.UsageError as e:
+      print(f"error: {e} (--help lists the flags)", file=sys.stderr)
+      return EXIT_USER_ERROR
+
+  def reporting_main(argv: Sequence[str]) -> int:
+    return run_reporting_errors(lambda: checked_main(argv), show_traceback=flags.FLAGS.traceback)
+
+  app.run(lambda argv: sys.exit((reporting_main if report_errors else checked_main)(argv)),
+          flags_parser=parse_flags)

@@ -155,6 +155,15 @@ def test_compare_tool_rejects_a_bad_config_before_training(tmp_path, binding, me
   assert not out.exists()
 
 
+def test_report_only_without_finished_runs_is_a_user_error(tmp_path):
+  # README: bad input exits with 2 and one line naming the fix (1 is for failed training or a bug).
+  result = run_python([TOOL, "--gin_file=gin/regan_digits.gin", "--report_only", f"--out={tmp_path / 'none'}"],
+                      timeout=120)
+  assert result.returncode == 2, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "has not finished" in errors[0] and "without it" in errors[0], result.stderr
+
+
 def test_sparse_spans_from_phase_changes():
   # warm-up at 0, sparse at 300, dense at 600, sparse at 900, run ends at 1000
   assert compare.sparse_spans({0: 0, 300: 1, 600: 2, 900: 1}, end=1000) == [(300, 600), (900, 1000)]

@@ -61,3 +61,27 @@ def test_help_lists_the_commands_flags_through_a_console_script_wrapper(tmp_path
   proc = run_python([str(wrapper), "--help"], cwd=str(tmp_path), timeout=120)
   assert proc.returncode == 1, proc.stderr[-2000:]  # absl's --help exits with 1
   assert f"  {flag}:" in proc.stdout or f"  --[no]{flag[2:]}:" in proc.stdout, proc.stdout[-2000:]
+
+
+@pytest.mark.parametrize("command, args", [
+    ("regan_tf.train", ["--gin_file=regan_digits", "--no_such_flag"]),         # unknown flag
+    ("regan_tf.train", ["--gin_file=regan_digits", "stray"]),                  # stray argument (UsageError)
+    ("regan_tf.commands.sample", ["--which=latest"]),                          # bad enum value
+    ("regan_tf.commands.sample", ["--num=many"]),                              # bad integer
+    ("regan_tf.commands.compare", ["--out=x", "--gin_file=regan_digits", "stray"])])
+def test_argument_errors_exit_2_with_one_line(tmp_path, command, args):
+  # README: "errors in arguments exit with status 2 and a one-line message" (absl alone: help text, exit 1).
+  proc = run_python(["-m", command, *args], cwd=str(tmp_path), timeout=120)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "--help" in errors[0], proc.stderr[-2000:]
+  assert "FATAL" not in proc.stderr and "flags:" not in proc.stderr, proc.stderr[-2000:]  # no help dump
+  if command != "regan_tf.commands.compare":  # compare's import loads TensorFlow, which logs its own lines
+    assert proc.stderr.strip() == errors[0], proc.stderr[-2000:]
+  assert not (tmp_path / "runs").exists()
+
+
+def test_train_cifar_classifier_without_data_dir_is_one_line_with_exit_2(tmp_path):
+  proc = run_python([os.path.join(REPO, "tools", "train_cifar_classifier.py")], cwd=str(tmp_path), timeout=120)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.strip().startswith("error: --data_dir is required") and len(proc.stderr.strip().splitlines()) == 1

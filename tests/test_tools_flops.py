@@ -30,6 +30,15 @@ def test_flops_tool_reports_bad_gin():
   assert "does_not_exist.gin" in result.stderr
 
 
+def test_flops_tool_reports_a_bad_setting_with_exit_status_2():
+  # README: a bad configuration exits with 2 and one line (1 is for failed training or a bug).
+  result = run_python([os.path.join(REPO, "tools", "flops.py"), "--gin_file=regan_digits",
+                       "--gin_bindings=train.train_steps = None"], timeout=120)
+  assert result.returncode == 2, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "train.train_steps" in errors[0] and "Traceback" not in result.stderr
+
+
 def test_flops_tool_counts_epochs_as_the_file_says(tmp_path):
   # gin/sngan_cifar.gin counts epochs as the reference's loader: 16 G steps for 5,000 images at batch 64.
   json_out = str(tmp_path / "flops.json")

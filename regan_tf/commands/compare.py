@@ -162,6 +162,10 @@ def main(argv: Sequence[str]) -> int:
   try:
     results = [compare.load_result(out, arm.name, seed, FLAGS.metric) for seed in seeds for arm in arms]
   except (ValueError, OSError) as e:
+    if FLAGS.report_only:  # runs missing or unfinished in --out: the user's input, and training them is the fix
+      print(f"error: {e} --report_only summarizes finished runs; rerun without it to train (or resume) them, "
+            f"or check --out, --seeds and --arm.", file=sys.stderr)
+      return cli.EXIT_USER_ERROR
     print(f"error: {e}", file=sys.stderr)
     return 1
   summaries = compare.summarize(results)

@@ -193,9 +193,9 @@ def main(argv) -> int:
     return 2
   try:
     result = compute(FLAGS.image_size, FLAGS.channels, FLAGS.num_examples)
-  except (ValueError, TypeError) as e:
+  except (ValueError, TypeError) as e:  # the configuration's values (a run length, a schedule): the user's to fix
     print(f"error: {e}", file=sys.stderr)
-    return 1
+    return cli.EXIT_USER_ERROR
   print(format_table(result))
   if FLAGS.json_out:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.json_out)), exist_ok=True)
