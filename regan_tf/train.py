@@ -91,38 +91,6 @@ def resolve_gin_file(name: str) -> str:
                     f"configs in {config_dir()}).{hint} --list_configs lists them.")
 
 
-def quiet_tensorflow() -> None:
-  """Loads TensorFlow with its known-benign console noise filtered.
-
-  TensorFlow's C++ libraries print notices while they load (oneDNN, CUDA
-  probing on a GPU-less machine), before any log-level setting applies, so
-  the process's stderr is pointed at /dev/null for the import alone; a failing
-  import still raises its Python exception afterwards. Later C++ lines below
-  FATAL, TensorFlow's Python-side INFO lines (checkpoint sharding timings,
-  SavedModel notices) and deprecation warnings of its internals are filtered
-  too. ``--verbose`` skips all of this.
-  """
-  import logging as python_logging  # pylint: disable=g-import-not-at-top
-  import warnings  # pylint: disable=g-import-not-at-top
-  import regan_tf  # pylint: disable=g-import-not-at-top
-  if not regan_tf.TF_LOG_LEVEL_FROM_USER:
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-  warnings.filterwarnings("ignore", category=DeprecationWarning)
-  warnings.filterwarnings("ignore", category=FutureWarning)
-  sys.stderr.flush()
-  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-  os.dup2(devnull, 2)
-  try:
-    from regan_tf.compat import tf  # pylint: disable=g-import-not-at-top
-  finally:
-    os.dup2(saved, 2)
-    os.close(saved)
-    os.close(devnull)
-  tf.get_logger().setLevel(python_logging.ERROR)
-  from regan_tf import hooks  # pylint: disable=g-import-not-at-top
-  logging.get_absl_handler().addFilter(hooks.drop_library_info)  # TF logs some INFO lines through absl
-
-
 def default_workdir(gin_files: Sequence[str]) -> str:
   """``runs/<stem of the last gin file>`` under the current directory."""
   stem = os.path.splitext(os.path.basename(gin_files[-1]))[0] if gin_files else "run"
@@ -226,7 +194,7 @@ def main(argv: Sequence[str]) -> int:
     return 2
   workdir = FLAGS.workdir or default_workdir(FLAGS.gin_file)
   if not FLAGS.verbose:
-    quiet_tensorflow()
+    cli.quiet_tensorflow()
   try:
     parse_gin(gin_files, FLAGS.gin_bindings)
   except ConfigError as e:

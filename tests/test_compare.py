@@ -15,7 +15,7 @@ import pytest
 from regan_tf import compare
 from regan_tf.compat import tf
 
-from conftest import REPO, run_python
+from conftest import REPO, run_python, tensorflow_startup_lines
 
 TOOL = os.path.join(REPO, "tools", "compare.py")
 
@@ -153,6 +153,7 @@ def test_compare_tool_rejects_a_bad_config_before_training(tmp_path, binding, me
   assert result.returncode == 2
   assert message in result.stderr
   assert not out.exists()
+  assert tensorflow_startup_lines(result.stderr) == [], result.stderr  # gin's parse loaded TensorFlow, quietly
 
 
 def test_report_only_without_finished_runs_is_a_user_error(tmp_path):

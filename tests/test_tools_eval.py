@@ -8,7 +8,7 @@ import pytest
 from regan_tf import export
 from regan_tf.models import dcgan
 
-from conftest import REPO, run_python
+from conftest import REPO, run_python, tensorflow_startup_lines
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,18 @@ def test_eval_missing_export_is_a_clear_error(tmp_path):
                        f"--export_dir={tmp_path / 'nothing'}"], timeout=60)
   assert result.returncode == 2
   assert "is not a SavedModel directory" in result.stderr
+
+
+@pytest.mark.parametrize("tool", ["eval.py", "fid_stats.py"])
+def test_a_bad_image_folder_is_one_line_without_tensorflow_startup_noise(tool, export_dir, tmp_path):
+  missing = tmp_path / "no_images"
+  export = [f"--export_dir={export_dir}"] if tool == "eval.py" else []
+  result = run_python([os.path.join(REPO, "tools", tool), *export, "--dataset=image_folder", f"--path={missing}"],
+                      timeout=120)
+  assert result.returncode == 2, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and str(missing) in errors[0], result.stderr
+  assert tensorflow_startup_lines(result.stderr) == [], result.stderr
 
 
 def test_fid_stats_writes_the_cached_stats(cache_dir):

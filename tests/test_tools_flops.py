@@ -3,7 +3,7 @@
 import json
 import os
 
-from conftest import REPO, run_python
+from conftest import REPO, run_python, tensorflow_startup_lines
 
 
 def test_flops_tool_on_digits_config(tmp_path):
@@ -37,6 +37,7 @@ def test_flops_tool_reports_a_bad_setting_with_exit_status_2():
   assert result.returncode == 2, result.stderr[-3000:]
   errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
   assert len(errors) == 1 and "train.train_steps" in errors[0] and "Traceback" not in result.stderr
+  assert tensorflow_startup_lines(result.stderr) == [], result.stderr  # TensorFlow loaded, quietly
 
 
 def test_flops_tool_counts_epochs_as_the_file_says(tmp_path):

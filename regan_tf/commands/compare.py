@@ -125,6 +125,8 @@ def main(argv: Sequence[str]) -> int:
     print("error: arm names and seeds must be unique.", file=sys.stderr)
     return 2
   out = FLAGS.out
+  if not FLAGS.verbose:
+    cli.quiet_tensorflow()
 
   if not FLAGS.report_only:
     try:

@@ -47,6 +47,7 @@ def main(argv) -> int:
     print(f"error: --export_dir={export_dir!r} is not a SavedModel directory (expected "
           "saved_model.pb inside; training writes it to <workdir>/export).", file=sys.stderr)
     return 2
+  cli.quiet_tensorflow()
   return _run(export_dir)
 
 

@@ -186,6 +186,8 @@ def main(argv) -> int:
     if value is not None and value < 1:
       print(f"error: --{name}={value} must be >= 1.", file=sys.stderr)
       return 2
+  if not FLAGS.verbose:
+    cli.quiet_tensorflow()
   try:
     train_main.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
   except train_main.ConfigError as e:
