@@ -46,9 +46,17 @@ flags.DEFINE_bool("allow_config_change", False,
                   "Resume a run even though its configuration changed (the change is logged and kept in "
                   "operative_config-<step>.gin); without it such a resume is refused.")
 
+# Flags of training alone; regan-compare and regan-flops share this module's flags and refuse these.
+TRAINING_ONLY_FLAGS = ("workdir", "list_configs", "allow_config_change")
+
 
 class ConfigError(Exception):
   """A gin file or binding that cannot be applied."""
+
+
+def training_only_flags_given() -> List[str]:
+  """The flags of :data:`TRAINING_ONLY_FLAGS` given on the command line, as ``--name``."""
+  return [f"--{name}" for name in TRAINING_ONLY_FLAGS if FLAGS[name].present]
 
 
 def config_dir() -> str:

@@ -156,6 +156,17 @@ def test_compare_tool_rejects_a_bad_config_before_training(tmp_path, binding, me
   assert tensorflow_startup_lines(result.stderr) == [], result.stderr  # gin's parse loaded TensorFlow, quietly
 
 
+@pytest.mark.parametrize("flag", ["--workdir=runs/x", "--list_configs", "--allow_config_change"])
+def test_compare_tool_refuses_regan_train_flags_it_does_not_use(tmp_path, flag):
+  out = tmp_path / "cmp"
+  result = run_python([TOOL, "--gin_file=gin/regan_digits.gin", f"--out={out}", flag], timeout=60)
+  assert result.returncode == 2, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  name = flag.split("=")[0]
+  assert len(errors) == 1 and f"does not use {name}" in errors[0] and "--out" in errors[0], result.stderr
+  assert not out.exists()
+
+
 def test_report_only_without_finished_runs_is_a_user_error(tmp_path):
   # README: bad input exits with 2 and one line naming the fix (1 is for failed training or a bug).
   result = run_python([TOOL, "--gin_file=gin/regan_digits.gin", "--report_only", f"--out={tmp_path / 'none'}"],

@@ -178,6 +178,11 @@ def format_table(r: Dict[str, Any]) -> str:
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  unused = train_main.training_only_flags_given()
+  if unused:
+    print(f"error: regan-flops does not use {', '.join(unused)} (regan-train's; nothing is trained or "
+          "written but --json_out): drop them.", file=sys.stderr)
+    return cli.EXIT_USER_ERROR
   if not FLAGS.gin_file:
     print("error: --gin_file is required, e.g. --gin_file=gin/sngan_cifar.gin.", file=sys.stderr)
     return 2
