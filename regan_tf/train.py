@@ -172,12 +172,14 @@ def _bound(name: str):
 
 
 def tpu_defaults() -> Dict[str, str]:
-  """``precision='mixed_bfloat16'`` when the run is on a TPU and ``train.precision`` is not bound.
+  """``precision='mixed_bfloat16'`` when the run is on a TPU and no precision is chosen.
 
   bfloat16 is the TPU's native precision; ``trainer.train``'s own default
-  stays float32 (every other device, and runs already started).
+  stays float32 (every other device, and runs already started). A bound
+  ``train.precision``, or ``train.mixed_precision = True`` (deprecated: it
+  means ``'mixed_float16'``), is a choice and wins over this default.
   """
-  if _bound("train.strategy") == "tpu" and _bound("train.precision") is None:
+  if _bound("train.strategy") == "tpu" and _bound("train.precision") is None and not _bound("train.mixed_precision"):
     logging.info("TPU: train.precision defaults to 'mixed_bfloat16' (bind train.precision to change it).")
     return {"precision": "mixed_bfloat16"}
   return {}
