@@ -16,13 +16,15 @@ Library modules raise ordinary exceptions; only entry points use this module.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback as traceback_lib
 from typing import Callable, Sequence
 
 from regan_tf import safety
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USER_ERROR", "run_command", "run_reporting_errors", "user_errors"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USER_ERROR", "quiet_tensorflow", "run_command", "run_reporting_errors",
+           "user_errors"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
 
@@ -38,6 +40,40 @@ def user_errors() -> tuple:
   return (ValueError, OSError, RuntimeError, safety.WorkdirLocked, tf.errors.NotFoundError,
           tf.errors.PermissionDeniedError, tf.errors.DataLossError, tf.errors.ResourceExhaustedError,
           tf.errors.FailedPreconditionError)
+
+
+def quiet_tensorflow() -> None:
+  """Loads TensorFlow with its known-benign console noise filtered.
+
+  TensorFlow's C++ libraries print notices while they load (oneDNN, CUDA
+  probing on a GPU-less machine), before any log-level setting applies, so
+  the process's stderr is pointed at /dev/null for the import alone; a failing
+  import still raises its Python exception afterwards. Later C++ lines below
+  FATAL, TensorFlow's Python-side INFO lines (checkpoint sharding timings,
+  SavedModel notices) and deprecation warnings of its internals are filtered
+  too. Every command calls it before TensorFlow loads (``regan-train``,
+  ``regan-flops`` and ``regan-compare`` unless ``--verbose``).
+  """
+  import logging as python_logging  # pylint: disable=g-import-not-at-top
+  import warnings  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  import regan_tf  # pylint: disable=g-import-not-at-top
+  if not regan_tf.TF_LOG_LEVEL_FROM_USER:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+  warnings.filterwarnings("ignore", category=DeprecationWarning)
+  warnings.filterwarnings("ignore", category=FutureWarning)
+  sys.stderr.flush()
+  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    from regan_tf.compat import tf  # pylint: disable=g-import-not-at-top
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+  tf.get_logger().setLevel(python_logging.ERROR)
+  from regan_tf import hooks  # pylint: disable=g-import-not-at-top
+  logging.get_absl_handler().addFilter(hooks.drop_library_info)  # TF logs some INFO lines through absl
 
 
 def _report(error: BaseException, show_traceback: bool) -> None:

@@ -46,9 +46,17 @@ flags.DEFINE_bool("allow_config_change", False,
                   "Resume a run even though its configuration changed (the change is logged and kept in "
                   "operative_config-<step>.gin); without it such a resume is refused.")
 
+# Flags of training alone; regan-compare and regan-flops share this module's flags and refuse these.
+TRAINING_ONLY_FLAGS = ("workdir", "list_configs", "allow_config_change")
+
 
 class ConfigError(Exception):
   """A gin file or binding that cannot be applied."""
+
+
+def training_only_flags_given() -> List[str]:
+  """The flags of :data:`TRAINING_ONLY_FLAGS` given on the command line, as ``--name``."""
+  return [f"--{name}" for name in TRAINING_ONLY_FLAGS if FLAGS[name].present]
 
 
 def config_dir() -> str:
@@ -89,38 +97,6 @@ def resolve_gin_file(name: str) -> str:
   hint = f" Did you mean {' or '.join(close)}?" if close else ""
   raise ConfigError(f"--gin_file {name!r} does not exist (looked from {os.getcwd()} and among the packaged "
                     f"configs in {config_dir()}).{hint} --list_configs lists them.")
-
-
-def quiet_tensorflow() -> None:
-  """Loads TensorFlow with its known-benign console noise filtered.
-
-  TensorFlow's C++ libraries print notices while they load (oneDNN, CUDA
-  probing on a GPU-less machine), before any log-level setting applies, so
-  the process's stderr is pointed at /dev/null for the import alone; a failing
-  import still raises its Python exception afterwards. Later C++ lines below
-  FATAL, TensorFlow's Python-side INFO lines (checkpoint sharding timings,
-  SavedModel notices) and deprecation warnings of its internals are filtered
-  too. ``--verbose`` skips all of this.
-  """
-  import logging as python_logging  # pylint: disable=g-import-not-at-top
-  import warnings  # pylint: disable=g-import-not-at-top
-  import regan_tf  # pylint: disable=g-import-not-at-top
-  if not regan_tf.TF_LOG_LEVEL_FROM_USER:
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-  warnings.filterwarnings("ignore", category=DeprecationWarning)
-  warnings.filterwarnings("ignore", category=FutureWarning)
-  sys.stderr.flush()
-  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-  os.dup2(devnull, 2)
-  try:
-    from regan_tf.compat import tf  # pylint: disable=g-import-not-at-top
-  finally:
-    os.dup2(saved, 2)
-    os.close(saved)
-    os.close(devnull)
-  tf.get_logger().setLevel(python_logging.ERROR)
-  from regan_tf import hooks  # pylint: disable=g-import-not-at-top
-  logging.get_absl_handler().addFilter(hooks.drop_library_info)  # TF logs some INFO lines through absl
 
 
 def default_workdir(gin_files: Sequence[str]) -> str:
@@ -196,12 +172,14 @@ def _bound(name: str):
 
 
 def tpu_defaults() -> Dict[str, str]:
-  """``precision='mixed_bfloat16'`` when the run is on a TPU and ``train.precision`` is not bound.
+  """``precision='mixed_bfloat16'`` when the run is on a TPU and no precision is chosen.
 
   bfloat16 is the TPU's native precision; ``trainer.train``'s own default
-  stays float32 (every other device, and runs already started).
+  stays float32 (every other device, and runs already started). A bound
+  ``train.precision``, or ``train.mixed_precision = True`` (deprecated: it
+  means ``'mixed_float16'``), is a choice and wins over this default.
   """
-  if _bound("train.strategy") == "tpu" and _bound("train.precision") is None:
+  if _bound("train.strategy") == "tpu" and _bound("train.precision") is None and not _bound("train.mixed_precision"):
     logging.info("TPU: train.precision defaults to 'mixed_bfloat16' (bind train.precision to change it).")
     return {"precision": "mixed_bfloat16"}
   return {}
@@ -226,7 +204,7 @@ def main(argv: Sequence[str]) -> int:
     return 2
   workdir = FLAGS.workdir or default_workdir(FLAGS.gin_file)
   if not FLAGS.verbose:
-    quiet_tensorflow()
+    cli.quiet_tensorflow()
   try:
     parse_gin(gin_files, FLAGS.gin_bindings)
   except ConfigError as e:

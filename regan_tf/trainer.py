@@ -406,6 +406,24 @@ def run(spec: RunSpec, parts: Components, *, workdir: str, config_text: ConfigTe
       shutil.rmtree(own_dir, ignore_errors=True)
 
 
+def _load_eval_dataset(eval_dataset: Callable[[], data_lib.ImageData]) -> data_lib.ImageData:
+  """``eval_dataset()``, with a missing or unreachable dataset's error naming the evaluation split's fixes.
+
+  The data sources' own advice is about training data (e.g. train from a
+  folder of images), which does not help when only the evaluation split (by
+  default CIFAR-10's TFDS test split) is out of reach.
+  """
+  try:
+    return eval_dataset()
+  except (FileNotFoundError, ConnectionError) as e:
+    reason = getattr(e, "reason", str(e))
+    raise type(e)(
+        f"the evaluation split (train.eval_dataset, the images FID compares against) cannot be loaded: "
+        f"{reason} Evaluate against the training set with --gin_bindings=\"train.eval_dataset = None\", or "
+        f"point --gin_bindings=\"data.tfds.data_dir = '/path/to/tensorflow_datasets'\" at a prepared TFDS "
+        f"folder that holds the split.") from e
+
+
 def _train_models(spec: RunSpec, parts: Components, strategy: tf.distribute.Strategy,
                   full_images: data_lib.ImageData, images: data_lib.ImageData, steps_per_epoch: float,
                   train_steps: int, *, use_jit: bool, workdir: str, own_dir: str, role: cluster_lib.WorkerRole,
@@ -425,7 +443,7 @@ def _train_models(spec: RunSpec, parts: Components, strategy: tf.distribute.Stra
   evaluator = None
   if parts.evaluation is not None:
     if parts.eval_dataset is not None:
-      reference = parts.eval_dataset()
+      reference = _load_eval_dataset(parts.eval_dataset)
       against = f"{reference.name} ({reference.num_examples} images)"
     elif spec.data.eval_reference == "full":
       reference, against = full_images, "the full dataset"

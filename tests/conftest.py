@@ -43,6 +43,15 @@ def run_python(args: Sequence[str], *, env: Optional[Dict[str, str]] = None, tim
                         text=True, timeout=timeout, check=False)
 
 
+# TensorFlow's C++ start-up notices (oneDNN, CUDA probing), which every command filters.
+_TENSORFLOW_STARTUP = ("absl::InitializeLog", "oneDNN custom operations", "cuInit", "cuda drivers")
+
+
+def tensorflow_startup_lines(stderr: str) -> List[str]:
+  """The lines of ``stderr`` that are TensorFlow's start-up notices (none, when a command quiets them)."""
+  return [line for line in stderr.splitlines() if any(s in line for s in _TENSORFLOW_STARTUP)]
+
+
 # ------------------------------------------------------------ two replicas ---
 
 # The trainer's keywords for two replicas on the two logical CPUs of

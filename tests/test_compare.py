@@ -15,7 +15,7 @@ import pytest
 from regan_tf import compare
 from regan_tf.compat import tf
 
-from conftest import REPO, run_python
+from conftest import REPO, run_python, tensorflow_startup_lines
 
 TOOL = os.path.join(REPO, "tools", "compare.py")
 
@@ -152,6 +152,18 @@ def test_compare_tool_rejects_a_bad_config_before_training(tmp_path, binding, me
                       timeout=120)
   assert result.returncode == 2
   assert message in result.stderr
+  assert not out.exists()
+  assert tensorflow_startup_lines(result.stderr) == [], result.stderr  # gin's parse loaded TensorFlow, quietly
+
+
+@pytest.mark.parametrize("flag", ["--workdir=runs/x", "--list_configs", "--allow_config_change"])
+def test_compare_tool_refuses_regan_train_flags_it_does_not_use(tmp_path, flag):
+  out = tmp_path / "cmp"
+  result = run_python([TOOL, "--gin_file=gin/regan_digits.gin", f"--out={out}", flag], timeout=60)
+  assert result.returncode == 2, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  name = flag.split("=")[0]
+  assert len(errors) == 1 and f"does not use {name}" in errors[0] and "--out" in errors[0], result.stderr
   assert not out.exists()
 
 

@@ -315,3 +315,21 @@ def test_a_tpu_run_defaults_to_bfloat16_unless_precision_is_bound():
     assert train.tpu_defaults() == {}
   finally:
     gin.clear_config()
+
+
+def test_a_tpu_run_with_mixed_precision_keeps_that_choice():
+  # train.mixed_precision = True (deprecated: mixed_float16) with the bfloat16 default was a contradiction the
+  # run refused; the explicit choice wins, and False leaves the default.
+  from regan_tf import configurables  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from regan_tf import spec as spec_lib  # pylint: disable=g-import-not-at-top
+  try:
+    gin.clear_config()
+    gin.parse_config(["train.strategy = 'tpu'", "train.tpu = 'local'", "train.mixed_precision = True"])
+    defaults = train.tpu_defaults()
+    assert defaults == {}
+    runtime = spec_lib.Runtime(strategy="tpu", tpu="local", mixed_precision=True, **defaults)
+    assert runtime.precision == "mixed_float16"
+    gin.parse_config(["train.mixed_precision = False"])
+    assert train.tpu_defaults() == {"precision": "mixed_bfloat16"}
+  finally:
+    gin.clear_config()

@@ -3,7 +3,9 @@
 import json
 import os
 
-from conftest import REPO, run_python
+import pytest
+
+from conftest import REPO, run_python, tensorflow_startup_lines
 
 
 def test_flops_tool_on_digits_config(tmp_path):
@@ -37,6 +39,16 @@ def test_flops_tool_reports_a_bad_setting_with_exit_status_2():
   assert result.returncode == 2, result.stderr[-3000:]
   errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
   assert len(errors) == 1 and "train.train_steps" in errors[0] and "Traceback" not in result.stderr
+  assert tensorflow_startup_lines(result.stderr) == [], result.stderr  # TensorFlow loaded, quietly
+
+
+@pytest.mark.parametrize("flag", ["--workdir=runs/x", "--list_configs", "--allow_config_change"])
+def test_flops_tool_refuses_regan_train_flags_it_does_not_use(flag):
+  result = run_python([os.path.join(REPO, "tools", "flops.py"), "--gin_file=regan_digits", flag], timeout=60)
+  assert result.returncode == 2, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and f"does not use {flag.split('=')[0]}" in errors[0], result.stderr
+  assert "savings" not in result.stdout
 
 
 def test_flops_tool_counts_epochs_as_the_file_says(tmp_path):

@@ -238,6 +238,24 @@ def test_impossible_sparsity_fails_before_writing(tmp_path):
 # ----------------------------------------------------------------------------
 
 
+def test_an_unloadable_evaluation_split_names_its_own_fixes_before_writing(tmp_path, cache_dir):
+  # The configs' CIFAR-10 test split, not prepared and not downloadable (download=False: offline at once).
+  pytest.importorskip("tensorflow_datasets")
+  from regan_tf import data, metrics
+  eval_dataset = functools.partial(data.load_tfds, "cifar10", split="test", data_dir=str(tmp_path / "tfds"),
+                                   download=False)
+  evaluation = functools.partial(metrics.build_evaluator, extractor="classifier", num_samples=64,
+                                 batch_size=32, cache_dir=cache_dir)
+  with pytest.raises(FileNotFoundError) as err:
+    _train(tmp_path / "run", eval_every=2, evaluation=evaluation, eval_dataset=eval_dataset)
+  message = str(err.value)
+  assert message.startswith("the evaluation split (train.eval_dataset")
+  assert "'cifar10' is not prepared" in message and str(tmp_path / "tfds") in message
+  assert "train.eval_dataset = None" in message and "data.tfds.data_dir" in message
+  assert "data.image_folder" not in message  # the training data's advice does not apply
+  assert not (tmp_path / "run").exists()
+
+
 def test_evaluation_logs_fid_keeps_best_and_can_export_it(tmp_path, cache_dir):
   from regan_tf import metrics
   evaluation = functools.partial(metrics.build_evaluator, extractor="classifier", num_samples=64,

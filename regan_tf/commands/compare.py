@@ -107,6 +107,11 @@ def _run(record: compare.RunRecord, out: str) -> None:
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  unused = train_main.training_only_flags_given()
+  if unused:
+    print(f"error: regan-compare does not use {', '.join(unused)} (regan-train's); each run goes to "
+          "<out>/<arm>/seed<k> under --out: drop them.", file=sys.stderr)
+    return cli.EXIT_USER_ERROR
   if not FLAGS.out:
     print("error: --out is required (the comparison's parent directory; rerun with the same one to "
           "resume).", file=sys.stderr)
@@ -125,6 +130,8 @@ def main(argv: Sequence[str]) -> int:
     print("error: arm names and seeds must be unique.", file=sys.stderr)
     return 2
   out = FLAGS.out
+  if not FLAGS.verbose:
+    cli.quiet_tensorflow()
 
   if not FLAGS.report_only:
     try:

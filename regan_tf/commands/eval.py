@@ -1,8 +1,11 @@
 r"""FID / IS / KID of an exported regan_tf generator against a dataset.
 
-    regan-eval --export_dir=runs/digits/export [--num_samples=5000] [--json_out=scores.json]
+    regan-eval --export_dir=runs/digits [--which=best] [--num_samples=5000] [--json_out=scores.json]
     regan-eval --export_dir=runs/cifar/export --dataset=image_folder \
         --path=/data/cifar10/train [--extractor=inception --inception_path=DIR]
+
+``--export_dir`` is a run folder (the training --workdir: its export/, or with
+``--which=best`` its best/export) or an export folder, as for regan-sample.
 
 Loads the SavedModel with plain TensorFlow (``signatures['serving_default'](z=...)['images']``;
 z_dim from the signature), draws --num_samples images with latents seeded by
@@ -31,9 +34,14 @@ from absl import logging
 from regan_tf.commands import fid_stats  # noqa: F401  (defines the dataset / extractor / cache flags)
 
 from regan_tf import cli  # noqa: E402
+from regan_tf import sampling as sampling_lib  # noqa: E402  (its resolve_export imports no TensorFlow)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("export_dir", None, "Directory of the exported SavedModel (workdir/export).")
+flags.DEFINE_string("export_dir", None, "A run folder (the training --workdir; its export/ is used, or best/export "
+                    "with --which=best) or an export folder (workdir/export).")
+flags.DEFINE_enum("which", "export", list(sampling_lib.WHICH),
+                  "For a run folder: 'export' (what training exported) or 'best' (the best-FID checkpoint's "
+                  "export, best/export).")
 flags.DEFINE_integer("num_samples", 5000, "Generated images to score.")
 flags.DEFINE_integer("batch_size", 250, "Images per generator / extractor call.")
 flags.DEFINE_integer("seed", 0, "Seed of the latent vectors.")
@@ -42,11 +50,12 @@ flags.DEFINE_string("json_out", None, "If set, also write the scores as JSON to 
 
 def main(argv) -> int:
   del argv
-  export_dir = FLAGS.export_dir
-  if not export_dir or not os.path.exists(os.path.join(export_dir, "saved_model.pb")):
-    print(f"error: --export_dir={export_dir!r} is not a SavedModel directory (expected "
-          "saved_model.pb inside; training writes it to <workdir>/export).", file=sys.stderr)
-    return 2
+  try:
+    export_dir = sampling_lib.resolve_export(FLAGS.export_dir or "", FLAGS.which)
+  except ValueError as e:
+    print(f"error: --export_dir={FLAGS.export_dir!r}, --which={FLAGS.which}: {e}", file=sys.stderr)
+    return cli.EXIT_USER_ERROR
+  cli.quiet_tensorflow()
   return _run(export_dir)
 
 

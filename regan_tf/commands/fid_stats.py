@@ -74,6 +74,7 @@ def load_reference_data(image_size: Optional[int], channels: Optional[int]) -> T
 
 def main(argv) -> int:
   del argv
+  cli.quiet_tensorflow()
   try:
     return _run()
   except (ValueError, FileNotFoundError, ConnectionError) as e:

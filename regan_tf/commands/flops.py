@@ -178,6 +178,11 @@ def format_table(r: Dict[str, Any]) -> str:
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  unused = train_main.training_only_flags_given()
+  if unused:
+    print(f"error: regan-flops does not use {', '.join(unused)} (regan-train's; nothing is trained or "
+          "written but --json_out): drop them.", file=sys.stderr)
+    return cli.EXIT_USER_ERROR
   if not FLAGS.gin_file:
     print("error: --gin_file is required, e.g. --gin_file=gin/sngan_cifar.gin.", file=sys.stderr)
     return 2
@@ -186,6 +191,8 @@ def main(argv) -> int:
     if value is not None and value < 1:
       print(f"error: --{name}={value} must be >= 1.", file=sys.stderr)
       return 2
+  if not FLAGS.verbose:
+    cli.quiet_tensorflow()
   try:
     train_main.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
   except train_main.ConfigError as e:

@@ -87,6 +87,7 @@ def main(argv):
   if FLAGS.columns < 0:
     return _error(f"--columns must be >= 0, got {FLAGS.columns}.")
 
+  cli.quiet_tensorflow()
   from regan_tf.compat import tf  # pylint: disable=g-import-not-at-top
   sampler = sampling_lib.load(export_dir)
   columns = FLAGS.columns or None

@@ -432,6 +432,17 @@ def id_order(ids: np.ndarray, where: str = "the dataset") -> np.ndarray:
   return np.argsort(index, kind="stable").astype(np.int64)
 
 
+def _unavailable(error_type: type, reason: str, name: str, data_dir: Optional[str]) -> OSError:
+  """``error_type(reason + how to get the data)``, with ``reason`` alone as its ``reason`` attribute.
+
+  The advice suits training data; a caller loading other data (the trainer's
+  evaluation split) words its own fixes around ``reason``.
+  """
+  error = error_type(f"{reason} {_how_to_get(name, data_dir)}")
+  error.reason = reason
+  return error
+
+
 def _how_to_get(name: str, data_dir: Optional[str]) -> str:
   where = (f"data_dir={data_dir!r}" if data_dir
            else "the default TFDS data_dir (~/tensorflow_datasets)")
@@ -464,10 +475,11 @@ def _check_download_hosts(builder, name: str, data_dir: Optional[str]) -> None:
 
   unreachable = netcheck.unreachable_hosts(hosts, _NETWORK_TIMEOUT_S)
   if unreachable:
-    raise ConnectionError(
+    raise _unavailable(
+        ConnectionError,
         f"TFDS dataset '{name}' is not prepared in {builder.data_dir!r} and download=True, but its "
         f"download host(s) {unreachable} cannot be reached within {_NETWORK_TIMEOUT_S:g} s (no "
-        f"internet?). " + _how_to_get(name, data_dir))
+        f"internet?).", name, data_dir)
 
 
 def _tfds_builder(name: str, data_dir: Optional[str]):
@@ -556,9 +568,10 @@ def load_tfds(name: str = "cifar10", *, split: str = "train", data_dir: Optional
     if builder.is_prepared():
       raise
     if not download:
-      raise FileNotFoundError(
-          f"TFDS dataset '{name}' is not prepared in {builder.data_dir!r} and download=False. "
-          + _how_to_get(name, data_dir)) from e
+      raise _unavailable(
+          FileNotFoundError,
+          f"TFDS dataset '{name}' is not prepared in {builder.data_dir!r} and download=False.",
+          name, data_dir) from e
     _check_download_hosts(builder, name, data_dir)
     builder.download_and_prepare()
     dataset = builder.as_dataset(split=split, shuffle_files=False)
