@@ -1,6 +1,7 @@
 r"""Trains the CIFAR-10 ResNet FID extractor and writes its weights, log and hash.
 
-    tar xzf ../shared/data/cifar10-jpeg-train.tar.gz -C /tmp/cifar10
+    # /tmp/cifar10/train/<class>/*.jpg: CIFAR-10's training images (README "Metrics" says how to write
+    # such a folder; in this project's workplace: tar xzf ../shared/data/cifar10-jpeg-train.tar.gz -C /tmp/cifar10)
     nohup nice -n 15 python tools/train_cifar_classifier.py --data_dir=/tmp/cifar10/train \
         --out=regan_tf/metrics/weights/cifar10_resnet.npz > /tmp/train_cifar.log 2>&1 &
 
@@ -41,9 +42,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS.data_dir:
-    raise app.UsageError("--data_dir is required: the unpacked CIFAR-10 train/ folder, e.g. "
-                         "tar xzf ../shared/data/cifar10-jpeg-train.tar.gz -C /tmp/cifar10 and pass "
-                         "--data_dir=/tmp/cifar10/train.")
+    raise app.UsageError("--data_dir is required: a folder of CIFAR-10's training images, one subfolder per "
+                         "class (README \"Metrics\" says how to write one), e.g. --data_dir=/tmp/cifar10/train.")
   # Imported here so that --help answers without loading TensorFlow.
   from regan_tf.data import load_image_folder
   from regan_tf.metrics import cifar_resnet
