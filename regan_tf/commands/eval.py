@@ -34,14 +34,10 @@ from absl import logging
 from regan_tf.commands import fid_stats  # noqa: F401  (defines the dataset / extractor / cache flags)
 
 from regan_tf import cli  # noqa: E402
-from regan_tf import sampling as sampling_lib  # noqa: E402  (its resolve_export imports no TensorFlow)
+from regan_tf import commands  # noqa: E402  (the export flags; imports no TensorFlow)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("export_dir", None, "A run folder (the training --workdir; its export/ is used, or best/export "
-                    "with --which=best) or an export folder (workdir/export).")
-flags.DEFINE_enum("which", "export", list(sampling_lib.WHICH),
-                  "For a run folder: 'export' (what training exported) or 'best' (the best-FID checkpoint's "
-                  "export, best/export).")
+commands.define_export_flags(__name__)
 flags.DEFINE_integer("num_samples", 5000, "Generated images to score.")
 flags.DEFINE_integer("batch_size", 250, "Images per generator / extractor call.")
 flags.DEFINE_integer("seed", 0, "Seed of the latent vectors.")
@@ -51,9 +47,9 @@ flags.DEFINE_string("json_out", None, "If set, also write the scores as JSON to 
 def main(argv) -> int:
   del argv
   try:
-    export_dir = sampling_lib.resolve_export(FLAGS.export_dir or "", FLAGS.which)
+    export_dir = commands.export_from_flags()
   except ValueError as e:
-    print(f"error: --export_dir={FLAGS.export_dir!r}, --which={FLAGS.which}: {e}", file=sys.stderr)
+    print(f"error: {e}", file=sys.stderr)
     return cli.EXIT_USER_ERROR
   cli.quiet_tensorflow()
   return _run(export_dir)

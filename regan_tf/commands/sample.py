@@ -35,16 +35,13 @@ from absl import flags
 
 # regan_tf.images needs only NumPy and Pillow; regan_tf.sampling's checks import no TensorFlow.
 from regan_tf import cli
+from regan_tf import commands
 from regan_tf import images as images_lib
 from regan_tf import sampling as sampling_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("traceback", False, "On an error, print the full traceback.")
-flags.DEFINE_string("export_dir", None, "A run folder (the training --workdir; its export/ is used, or best/export "
-                    "with --which=best) or an export folder (workdir/export).")
-flags.DEFINE_enum("which", "export", list(sampling_lib.WHICH),
-                  "For a run folder: 'export' (what training exported) or 'best' (the best-FID checkpoint's "
-                  "export, best/export).")
+commands.define_export_flags(__name__)
 flags.DEFINE_string("out", "samples.png", "Path of the PNG grid to write.")
 flags.DEFINE_string("seeds", None, "Seeds, one latent (image) each: ranges and comma lists, e.g. 0-63 or 1,5,9 "
                     "or 0-3,10 (ranges include both ends). Overrides --num/--seed.")
@@ -73,9 +70,9 @@ def main(argv):
   except ValueError as e:
     return _error(f"--seeds: {e}")
   try:
-    export_dir = sampling_lib.resolve_export(FLAGS.export_dir or "", FLAGS.which)
+    export_dir = commands.export_from_flags()
   except ValueError as e:
-    return _error(f"--export_dir={FLAGS.export_dir!r}, --which={FLAGS.which}: {e}")
+    return _error(str(e))
   if seeds is None and FLAGS.num < 1:
     return _error(f"--num must be >= 1, got {FLAGS.num}.")
   if not math.isfinite(FLAGS.trunc):
